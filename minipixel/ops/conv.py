@@ -1,0 +1,118 @@
+"""2-D convolution (cross-correlation, as PyTorch's conv2d) through im2col.
+
+Notation
+--------
+N  batch size                 C   input channels      OC  output channels
+H  input height               W   input width
+KH kernel height              KW  kernel width
+PT, PB, PL, PR  zero padding at top, bottom, left, right
+Hp = H + PT + PB              Wp = W + PL + PR
+OH = Hp - KH + 1              OW = Wp - KW + 1        (stride 1)
+T  kernel taps kept by the mask (T = KH * KW when there is no mask)
+
+    out[n, o, y, x] = b[o] + sum_{c, (i, j) in taps} w[o, c, i, j] m[o, c, i, j]
+                                                     * xpad[n, c, y + i, x + j]
+
+im2col gathers, for each kept tap (i, j), the shifted window xpad[:, :, i:i+OH,
+j:j+OW] into one matrix col of shape (C * T, N * OH * OW); the convolution is
+then a single matrix product (OC, C * T) @ (C * T, N * OH * OW). A tap that the
+mask zeroes for every (o, c) is never gathered or multiplied: the 7x7 mask A
+keeps 24 of its 49 taps, a 3x3 mask B 5 of 9.
+"""
+import numpy as np
+
+from ..backend import get_array_module, to_numpy
+from ..tensor import check_same, record
+
+
+def normalize_padding(padding):
+    """int | (ph, pw) | ((PT, PB), (PL, PR))  ->  (PT, PB, PL, PR)."""
+    if isinstance(padding, int):
+        return (padding,) * 4
+    ph, pw = padding
+    ph = (ph, ph) if isinstance(ph, int) else tuple(ph)
+    pw = (pw, pw) if isinstance(pw, int) else tuple(pw)
+    return ph + pw
+
+
+def kept_taps(mask, KH, KW):
+    """The (i, j) kernel positions where the mask is non-zero for some (o, c)."""
+    if mask is None:
+        return tuple((i, j) for i in range(KH) for j in range(KW))
+    used = to_numpy(mask).reshape(-1, KH, KW).any(axis=0)
+    return tuple((int(i), int(j)) for i, j in zip(*np.nonzero(used)))
+
+
+def im2col(xpad_t, taps, OH, OW):
+    """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, N * OH * OW)."""
+    xp = get_array_module(xpad_t)
+    C, N = xpad_t.shape[:2]
+    col = xp.empty((C, len(taps), N, OH, OW), dtype=xpad_t.dtype)
+    for t, (i, j) in enumerate(taps):
+        col[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
+    return col.reshape(C * len(taps), N * OH * OW)
+
+
+def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
+    """Adjoint of im2col: (C * T, N * OH * OW)  ->  (C, N, Hp, Wp), one tap at a time."""
+    xp = get_array_module(dcol)
+    dcol = dcol.reshape(C, len(taps), N, OH, OW)
+    dxpad_t = xp.zeros((C, N, Hp, Wp), dtype=dcol.dtype)
+    for t, (i, j) in enumerate(taps):
+        dxpad_t[:, :, i:i + OH, j:j + OW] += dcol[:, t]
+    return dxpad_t
+
+
+def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
+    """Cross-correlation of x (N, C, H, W) with w (OC, C, KH, KW) -> (N, OC, OH, OW).
+
+    mask: a fixed 0/1 array shaped like w, applied in the forward (w itself is
+    never changed); taps: the kept (i, j) positions if already known (derived
+    from the mask otherwise). b: optional bias (OC,).
+    """
+    tensors = (x, w) if b is None else (x, w, b)
+    check_same(*tensors, op="conv2d")
+    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d: expected x (N, C, H, W) and w (OC, C, KH, KW) with equal C, "
+                         f"got x {x.shape} and w {w.shape}")
+    xp = x.xp
+    N, C, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    PT, PB, PL, PR = normalize_padding(padding)
+    Hp, Wp = H + PT + PB, W + PL + PR
+    OH, OW = Hp - KH + 1, Wp - KW + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv2d: kernel {KH}x{KW} larger than padded input {Hp}x{Wp}")
+    taps = kept_taps(mask, KH, KW) if taps is None else tuple(taps)
+    ti, tj = [i for i, _ in taps], [j for _, j in taps]
+
+    # Forward: weights of kept taps (OC, C * T) @ col (C * T, N * OH * OW).
+    w_taps = w.data[:, :, ti, tj]                                    # (OC, C, T)
+    m_taps = None if mask is None else xp.asarray(mask, dtype=w.dtype)[:, :, ti, tj]
+    if m_taps is not None:
+        w_taps = w_taps * m_taps
+    w_flat = w_taps.reshape(OC, C * len(taps))
+    xpad_t = xp.pad(x.data.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (PT, PB), (PL, PR)))
+    col = im2col(xpad_t, taps, OH, OW)                               # (C*T, N*OH*OW)
+    out = (w_flat @ col).reshape(OC, N, OH, OW)
+    if b is not None:
+        out += b.data[:, None, None, None]
+    out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))            # (N, OC, OH, OW)
+    need_x, need_w = x.requires_grad, w.requires_grad
+
+    def backward(g):
+        g_flat = g.transpose(1, 0, 2, 3).reshape(OC, N * OH * OW)
+        dx = dw = db = None
+        if need_w:                      # dW = g @ col^T, kept taps only, masked
+            dw_taps = (g_flat @ col.T).reshape(OC, C, len(taps))
+            if m_taps is not None:
+                dw_taps *= m_taps
+            dw = xp.zeros(w.shape, dtype=w.dtype)
+            dw[:, :, ti, tj] = dw_taps
+        if need_x:                      # dx = col2im(W^T @ g), padding cropped
+            dxpad_t = col2im(w_flat.T @ g_flat, taps, C, N, Hp, Wp, OH, OW)
+            dx = xp.ascontiguousarray(dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3))
+        if b is not None:
+            db = g.sum(axis=(0, 2, 3))
+        return dx, dw, db
+    return record(out, tensors, backward, "conv2d")

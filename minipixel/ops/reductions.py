@@ -1,0 +1,79 @@
+"""Reductions: sum, mean, max, and the stable logsumexp / log_softmax."""
+from ..tensor import record
+
+
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axis = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(a % ndim for a in axis)
+
+
+def _expand(g, shape, axes, keepdims):
+    """Put reduced axes back as size 1 so g broadcasts against the input."""
+    if not keepdims:
+        for a in sorted(axes):
+            g = g.reshape(g.shape[:a] + (1,) + g.shape[a:])
+    return g
+
+
+def sum(x, axis=None, keepdims=False):
+    """z = sum over axes;  dz/dx = 1 (g broadcast back)."""
+    axes = _axes(axis, x.ndim)
+    shape, xp = x.shape, x.xp
+
+    def backward(g):
+        return (xp.broadcast_to(_expand(g, shape, axes, keepdims), shape),)
+    return record(x.data.sum(axis=axes, keepdims=keepdims), (x,), backward, "sum")
+
+
+def mean(x, axis=None, keepdims=False):
+    """z = sum / count;  dz/dx = 1 / count."""
+    axes = _axes(axis, x.ndim)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    return sum(x, axes, keepdims) * (1.0 / count)
+
+
+def max(x, axis=None, keepdims=False):
+    """z = max over axes;  dz/dx = 1 at the maximum (shared equally by ties)."""
+    axes = _axes(axis, x.ndim)
+    xd = x.data
+    zk = xd.max(axis=axes, keepdims=True)
+
+    def backward(g):
+        hit = (xd == zk)
+        share = hit / hit.sum(axis=axes, keepdims=True)
+        return (_expand(g, xd.shape, axes, keepdims) * share.astype(xd.dtype),)
+    z = zk if keepdims else zk.squeeze(axis=axes)
+    return record(z, (x,), backward, "max")
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """z = m + log sum e^(x - m), m = max x;  dz/dx = softmax(x)."""
+    axes = _axes(axis, x.ndim)
+    xd, xp = x.data, x.xp
+    m = xd.max(axis=axes, keepdims=True)
+    e = xp.exp(xd - m)
+    s = e.sum(axis=axes, keepdims=True)
+    zk = m + xp.log(s)
+
+    def backward(g):
+        return (_expand(g, xd.shape, axes, keepdims) * (e / s),)
+    z = zk if keepdims else zk.squeeze(axis=axes)
+    return record(z, (x,), backward, "logsumexp")
+
+
+def log_softmax(x, axis=-1):
+    """z = x - logsumexp(x);  dz/dx: g - softmax * sum(g)."""
+    axis = axis % x.ndim
+    xd, xp = x.data, x.xp
+    m = xd.max(axis=axis, keepdims=True)
+    shifted = xd - m
+    z = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g):
+        return (g - xp.exp(z) * g.sum(axis=axis, keepdims=True),)
+    return record(z, (x,), backward, "log_softmax")
+

@@ -1,0 +1,216 @@
+"""Tensor: an array, its gradient, and the op that made it.
+
+How the engine works, in four lines:
+- An op computes its output array and calls ``record(out, parents, backward)``.
+- ``backward(g)`` is a closure that maps the output's gradient ``g`` to one
+  gradient per parent (or None). It holds arrays, never the output tensor,
+  so the graph has no reference cycles.
+- ``Tensor.backward()`` orders the graph with an iterative depth-first search
+  (no recursion: an unrolled RNN is tens of thousands of nodes deep), walks it
+  from the output back, and *adds* each gradient into what is already there,
+  so a node used twice gets the sum of both paths.
+- After backward the graph is released (parents and closures dropped), unless
+  ``retain_graph=True``. A second backward through a released graph raises.
+"""
+import contextlib
+
+import numpy as np
+
+from . import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Record no graph inside this block (evaluation, sampling, updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "op",
+                 "_released", "__weakref__")
+    __array_priority__ = 1000  # numpy_scalar * tensor -> Tensor.__rmul__
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not (isinstance(data, np.ndarray) or backend._is_cupy_array(data)):
+            # Python data: float64 unless told, on the default device.
+            data = np.asarray(data, dtype=dtype or np.float64)
+            device = device or backend.default_device()
+        if dtype is not None and data.dtype != np.dtype(dtype):
+            data = data.astype(dtype)
+        if device is not None and backend.device_of(data) != device:
+            data = backend.to_device(data, device)
+        if requires_grad and data.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"only float32/float64 tensors can require grad, got {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._backward = None
+        self.op = None
+        self._released = False
+
+    # ---- array facts -------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: backend.device_of(self.data))
+    xp = property(lambda self: backend.get_array_module(self.data))
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self.op}" if self.op else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device}{grad}{op})"
+
+    def numpy(self):
+        """A NumPy copy of the data (from the GPU if need be)."""
+        return backend.to_numpy(self.data).copy()
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        return Tensor(self.data)
+
+    def to(self, device):
+        """This tensor on `device` ('cpu' or 'cuda'); a leaf keeps requires_grad."""
+        if backend.device_of(self.data) == backend.check_device(device):
+            return self
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+
+    # ---- backward ----------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` defaults to ones for a scalar output. Leaves accumulate across
+        calls (zero them with ``Optimizer.zero_grad``). The graph is released
+        afterwards unless ``retain_graph``; backward through it again raises.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad "
+                               "(no input had requires_grad=True, or it was made under no_grad)")
+        if self._released:
+            raise RuntimeError("backward() through a graph that was already released; "
+                               "pass retain_graph=True to the first backward() to run it twice")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar output, "
+                                   f"got shape {self.shape}")
+            grad = self.xp.ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if grad.shape != self.shape:
+            raise ValueError(f"gradient shape {grad.shape} does not match output shape {self.shape}")
+
+        grads = {id(self): grad}
+        for node in reversed(_toposort(self)):
+            g = grads.pop(id(node), None)
+            if node._backward is None:          # a leaf: keep the sum
+                if g is not None:
+                    node.grad = g if node.grad is None else node.grad + g
+                continue
+            if g is not None:
+                for parent, pg in zip(node._parents, node._backward(g)):
+                    if pg is None or not parent.requires_grad:
+                        continue
+                    key = id(parent)
+                    grads[key] = pg if key not in grads else grads[key] + pg
+            if not retain_graph:
+                node._parents, node._backward, node._released = (), None, True
+
+    # ---- operators (implemented in minipixel.ops) ---------------------------
+    def __add__(self, o): return ops.add(self, o)
+    def __radd__(self, o): return ops.add(o, self)
+    def __sub__(self, o): return ops.sub(self, o)
+    def __rsub__(self, o): return ops.sub(o, self)
+    def __mul__(self, o): return ops.mul(self, o)
+    def __rmul__(self, o): return ops.mul(o, self)
+    def __truediv__(self, o): return ops.div(self, o)
+    def __rtruediv__(self, o): return ops.div(o, self)
+    def __neg__(self): return ops.neg(self)
+    def __pow__(self, p): return ops.pow(self, p)
+    def __matmul__(self, o): return ops.matmul(self, o)
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def transpose(self, *axes): return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    T = property(lambda self: ops.transpose(self))
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def sigmoid(self): return ops.sigmoid(self)
+    def tanh(self): return ops.tanh(self)
+    def relu(self): return ops.relu(self)
+
+
+def _toposort(root):
+    """Nodes that need grad, every parent before its children (iterative DFS)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in seen:
+                stack.append((parent, False))
+    return order
+
+
+def as_tensor(x, like=None):
+    """A Tensor from x; Python numbers take the dtype and device of `like`."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and np.isscalar(x):
+        return Tensor(like.xp.asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
+def check_same(*tensors, op="op"):
+    """Inputs of one op must share a device and a float dtype (no silent promotion)."""
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise backend.DeviceError(f"{op}: inputs are on different devices {sorted(devices)}; "
+                                  f"move them with .to(device) first")
+    dtypes = {t.dtype for t in tensors if t.dtype in FLOAT_DTYPES}
+    if len(dtypes) > 1:
+        raise TypeError(f"{op}: mixed float dtypes {sorted(map(str, dtypes))}; "
+                        f"minipixel never promotes silently: cast one side with astype")
+
+
+def record(data, parents, backward, op):
+    """The output tensor of an op; remembers `backward` if any parent needs grad."""
+    out = Tensor(data)
+    if _grad_enabled and any(p.requires_grad for p in parents):
+        out.requires_grad = True
+        out._parents = tuple(parents)
+        out._backward = backward
+        out.op = op
+    return out
+
+
+from . import ops  # noqa: E402  (ops import Tensor; the operators above call them)
