@@ -1,0 +1,9 @@
+"""The paper's three models and its presets."""
+from .base import PixelModel, check_images
+from .diagonal_bilstm import DiagonalBiLSTM
+from .pixelcnn import PixelCNN
+from .presets import MODELS, PRESETS, build, from_preset
+from .row_lstm import RowLSTM
+
+__all__ = ["PixelModel", "PixelCNN", "RowLSTM", "DiagonalBiLSTM", "MODELS", "PRESETS",
+           "build", "from_preset", "check_images"]

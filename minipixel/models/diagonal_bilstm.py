@@ -1,0 +1,10 @@
+"""Diagonal BiLSTM model (paper section 3.2): 7x7 mask A, then Diagonal BiLSTM layers."""
+from ..layers import DiagonalBiLSTMLayer
+from .base import PixelModel
+
+
+class DiagonalBiLSTM(PixelModel):
+    name = "diagonal"
+
+    def make_layer(self, h, colours, rng, dtype):
+        return DiagonalBiLSTMLayer(h, colours, rng, dtype)

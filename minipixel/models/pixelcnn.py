@@ -1,0 +1,10 @@
+"""PixelCNN (paper section 3.5): 7x7 mask A, then residual blocks of masked 3x3 convs."""
+from ..layers import PixelCNNBlock
+from .base import PixelModel
+
+
+class PixelCNN(PixelModel):
+    name = "pixelcnn"
+
+    def make_layer(self, h, colours, rng, dtype):
+        return PixelCNNBlock(h, colours, rng, dtype)

@@ -1,0 +1,10 @@
+"""Row LSTM model (paper section 3.1): 7x7 mask A, then Row LSTM layers."""
+from ..layers import RowLSTMLayer
+from .base import PixelModel
+
+
+class RowLSTM(PixelModel):
+    name = "rowlstm"
+
+    def make_layer(self, h, colours, rng, dtype):
+        return RowLSTMLayer(h, colours, rng, dtype)
