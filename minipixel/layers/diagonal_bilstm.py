@@ -20,7 +20,7 @@ layer input is added (residual).
 import numpy as np
 
 from ..nn import Module, Parameter
-from ..ops import conv2d, flip, pad, transpose
+from ..ops import conv2d, flip, pad, stack, transpose
 from .conv import MaskedConv2d, uniform_init
 from .lstm_scan import lstm_scan
 from .masks import channel_groups, gate_groups
@@ -42,14 +42,16 @@ class DiagonalLSTM(Module):
         self.h0 = Parameter(uniform_init(rng, (h,), h, dtype))
         self.c0 = Parameter(uniform_init(rng, (h,), h, dtype))
 
-    def forward(self, x):
-        W = x.shape[3]
+    def columns(self, x):
+        """Input-to-state gates of x (N, 2h, H, W), skewed, one step per column: (N, 4h, W', H)."""
         conv = self.input_to_state
         gates = conv2d(x, conv.weight, None, mask=conv.device_mask(), taps=conv.taps)  # (N, 4h, H, W)
         gates = skew(gates) + conv.bias.reshape(1, -1, 1, 1)        # (N, 4h, H, W')
-        columns = transpose(gates, (0, 1, 3, 2))                     # (N, 4h, W', H)
-        hs = lstm_scan(columns, self.state_to_state, self.h0, self.c0, self.offsets)
-        return unskew(transpose(hs, (0, 1, 3, 2)), W)                # (N, h, H, W)
+        return transpose(gates, (0, 1, 3, 2))                        # (N, 4h, W', H)
+
+    def forward(self, x):
+        hs = lstm_scan(self.columns(x), self.state_to_state, self.h0, self.c0, self.offsets)
+        return unskew(transpose(hs, (0, 1, 3, 2)), x.shape[3])       # (N, h, H, W)
 
 
 def shift_down(x):
@@ -66,10 +68,17 @@ class DiagonalBiLSTMLayer(Module):
                                    1, rng=rng, dtype=dtype)
 
     def hidden(self, x):
-        """Both directions' hidden states, added: (N, h, H, W)."""
-        l2r = self.left_to_right(x)
-        r2l = flip(self.right_to_left(flip(x, 3)), 3)
-        return l2r + shift_down(r2l)
+        """Both directions' hidden states, added: (N, h, H, W).
+
+        The two directions run as one scan (a leading direction axis): the
+        right-to-left one on the image flipped left-right."""
+        l2r, r2l = self.left_to_right, self.right_to_left
+        hs = lstm_scan(stack([l2r.columns(x), r2l.columns(flip(x, 3))]),
+                       stack([l2r.state_to_state, r2l.state_to_state]),
+                       stack([l2r.h0, r2l.h0]), stack([l2r.c0, r2l.c0]), l2r.offsets)
+        hs = unskew(transpose(hs.reshape((-1,) + hs.shape[2:]), (0, 1, 3, 2)), x.shape[3])
+        N = x.shape[0]
+        return hs[:N] + shift_down(flip(hs[N:], 3))
 
     def forward(self, x):
         return x + self.output(self.hidden(x))

@@ -2,10 +2,10 @@
 
 Notation
 --------
-N batch, h hidden units, L positions updated in parallel in one step (a row
-of W pixels for the Row LSTM, a skewed column of H pixels for the Diagonal
-BiLSTM). ``pre`` (N, 4h, L) holds the gate pre-activations
-K_is (*) x_i + K_ss (*) h_{i-1}, in PyTorch's gate order (i, f, g, o):
+h hidden units; gates lie on axis 1 of ``pre``, any other axes are positions
+updated in parallel (batch, pixels, directions). ``pre`` (., 4h, ...) holds the
+gate pre-activations K_is (*) x_i + K_ss (*) h_{i-1}, in PyTorch's gate order
+(i, f, g, o):
 
     pre[:, 0h:1h]  input gate    i = sigmoid(.)
     pre[:, 1h:2h]  forget gate   f = sigmoid(.)
@@ -14,37 +14,52 @@ K_is (*) x_i + K_ss (*) h_{i-1}, in PyTorch's gate order (i, f, g, o):
 
     c_i = f * c_{i-1} + i * g
     h_i = o * tanh(c_i)
+
+All four activations come from one tanh, since sigmoid(x) = (1 + tanh(x/2)) / 2:
+    act = s * tanh(s * pre) + s_off,   s = 1/2, s_off = 1/2 for i, f, o;  s = 1, s_off = 0 for g
+    d act / d pre = s^2 * (1 - tanh(s * pre)^2)
 """
-from ..ops.elementwise import sigmoid_array
 from ..tensor import check_same, record
 
 
+def _gate_scale(xp, n, ndim, dtype):
+    """s per gate channel, shaped to broadcast along axis 1 of an ndim-array."""
+    s = xp.full(4 * n, 0.5, dtype=dtype)
+    s[2 * n:3 * n] = 1.0
+    return s.reshape((4 * n,) + (1,) * (ndim - 2))
+
+
 def lstm_cell_forward(pre, c_prev, xp):
-    """(N, 4h, L), (N, h, L) -> h, c (N, h, L) and the cache for the backward."""
+    """pre (., 4h, ...), c_prev (., h, ...) -> h, c (., h, ...) and the cache for the backward."""
     n = c_prev.shape[1]
-    i = sigmoid_array(pre[:, 0 * n:1 * n], xp)
-    f = sigmoid_array(pre[:, 1 * n:2 * n], xp)
-    g = xp.tanh(pre[:, 2 * n:3 * n])
-    o = sigmoid_array(pre[:, 3 * n:4 * n], xp)
+    s = _gate_scale(xp, n, pre.ndim, pre.dtype)
+    t = xp.tanh(pre * s)
+    act = t * s
+    act[:, :2 * n] += 0.5                       # i, f
+    act[:, 3 * n:] += 0.5                       # o
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c = f * c_prev + i * g
     tc = xp.tanh(c)
-    return o * tc, c, (i, f, g, o, c_prev, tc)
+    return o * tc, c, (s, t, act, c_prev, tc)
 
 
 def lstm_cell_backward(dh, dc, cache, xp):
-    """Gradients of h and c  ->  gradients of pre (N, 4h, L) and c_prev (N, h, L).
+    """Gradients of h and c  ->  gradients of pre (., 4h, ...) and c_prev (., h, ...).
 
     The steps undo the forward's, last line first."""
-    i, f, g, o, c_prev, tc = cache
+    s, t, act, c_prev, tc = cache
+    n = c_prev.shape[1]
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    dact = xp.empty_like(act)
     # 1. h = o * tanh(c)
-    do = dh * tc
+    dact[:, 3 * n:] = dh * tc                           # do
     dc = dc + dh * o * (1 - tc * tc)
     # 2. c = f * c_prev + i * g
-    di, dg, df, dc_prev = dc * g, dc * i, dc * c_prev, dc * f
-    # 3. the activations: sigmoid' = s (1 - s), tanh' = 1 - t^2
-    dpre = xp.concatenate([di * i * (1 - i), df * f * (1 - f),
-                           dg * (1 - g * g), do * o * (1 - o)], axis=1)
-    return dpre, dc_prev
+    dact[:, :n] = dc * g                                # di
+    dact[:, n:2 * n] = dc * c_prev                      # df
+    dact[:, 2 * n:3 * n] = dc * i                       # dg
+    # 3. act = s * tanh(s * pre) + s_off
+    return dact * (s * s) * (1 - t * t), dc * f
 
 
 def lstm_cell(pre, c_prev):

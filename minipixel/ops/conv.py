@@ -46,7 +46,9 @@ def kept_taps(mask, KH, KW):
 def im2col(xpad_t, taps, OH, OW):
     """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, N * OH * OW)."""
     xp = get_array_module(xpad_t)
-    C, N = xpad_t.shape[:2]
+    C, N, Hp, Wp = xpad_t.shape
+    if taps == ((0, 0),) and (OH, OW) == (Hp, Wp):    # 1 x 1: the input is the matrix
+        return xpad_t.reshape(C, N * OH * OW)
     col = xp.empty((C, len(taps), N, OH, OW), dtype=xpad_t.dtype)
     for t, (i, j) in enumerate(taps):
         col[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
@@ -56,6 +58,8 @@ def im2col(xpad_t, taps, OH, OW):
 def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
     """Adjoint of im2col: (C * T, N * OH * OW)  ->  (C, N, Hp, Wp), one tap at a time."""
     xp = get_array_module(dcol)
+    if taps == ((0, 0),) and (OH, OW) == (Hp, Wp):    # 1 x 1: nothing to add up
+        return dcol.reshape(C, N, Hp, Wp)
     dcol = dcol.reshape(C, len(taps), N, OH, OW)
     dxpad_t = xp.zeros((C, N, Hp, Wp), dtype=dcol.dtype)
     for t, (i, j) in enumerate(taps):
@@ -75,6 +79,11 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: expected x (N, C, H, W) and w (OC, C, KH, KW) with equal C, "
                          f"got x {x.shape} and w {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), one per output "
+                         f"channel, got {b.shape}")
+    if mask is not None and tuple(mask.shape) != w.shape:
+        raise ValueError(f"conv2d: mask must have the shape of w {w.shape}, got {tuple(mask.shape)}")
     xp = x.xp
     N, C, H, W = x.shape
     OC, _, KH, KW = w.shape
@@ -92,7 +101,8 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     if m_taps is not None:
         w_taps = w_taps * m_taps
     w_flat = w_taps.reshape(OC, C * len(taps))
-    xpad_t = xp.pad(x.data.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (PT, PB), (PL, PR)))
+    xpad_t = xp.pad(x.data.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (PT, PB), (PL, PR))) \
+        if PT or PB or PL or PR else xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))
     col = im2col(xpad_t, taps, OH, OW)                               # (C*T, N*OH*OW)
     out = (w_flat @ col).reshape(OC, N, OH, OW)
     if b is not None:
