@@ -1,0 +1,18 @@
+"""Cross-checks against other implementations (issue 5).
+
+    reference.py   reference files: params, masks, images, every output and gradient (the format)
+    compare.py     compare two reference files array by array; first diverging layer and position
+    audit.py       black-box causality audit of any images -> logits function
+    adapters.py    minipixel models as plain NumPy functions for the audit
+
+Command-line entries (argv lists, return an exit code): compare.compare_main,
+audit.audit_main, reference.reference_main.
+"""
+from .audit import AuditReport, audit, audit_main
+from .compare import CompareReport, compare, compare_main
+from .reference import (Reference, ReferenceFormatError, model_from_reference, read_reference,
+                        reference_arrays, reference_main, write_reference)
+
+__all__ = ["Reference", "ReferenceFormatError", "read_reference", "write_reference",
+           "reference_arrays", "model_from_reference", "reference_main",
+           "compare", "compare_main", "CompareReport", "audit", "audit_main", "AuditReport"]

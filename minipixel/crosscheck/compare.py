@@ -1,0 +1,270 @@
+"""Compare a second implementation's arrays with a reference file (format: reference.py).
+
+Every array the second file holds is compared with the reference's array of
+the same key. Errors are relative to the reference array's scale:
+
+    scale   = max |ref|                       (1 if the array is all zeros)
+    max_abs = max |theirs - ref|
+    max_rel = max_abs / scale
+    an element diverges when |theirs - ref| > rtol * scale; the array passes
+    when none does (max_rel <= rtol). Integer arrays must match exactly.
+
+rtol depends on the less precise dtype of the two (RTOL below) unless given.
+Normwise, not elementwise: gradients and logits hold many near-zero entries
+whose elementwise relative error says nothing.
+
+For logits and the layer outputs (layer/*, hidden/*, skip, out_hidden) the
+report gives the first diverging element in raster order: image, row,
+column, colour (a feature channel's colour group, masks.py), then channel or
+value; and the first array of the forward pass that diverges.
+"""
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..layers.masks import channel_groups
+from .reference import Reference, ReferenceFormatError, check_arrays, read_reference
+
+RTOL = {"float64": 1e-9, "float32": 1e-4, "float16": 1e-2}
+FEATURE_MAPS = ("layer", "hidden", "skip", "out_hidden")
+COLOUR = "RGB"
+
+
+def _order(key):
+    """Forward-pass order of the keys: inputs, parameters, layers, head, gradients."""
+    head, _, tail = key.partition("/")
+    if key == "images":
+        return (0,)
+    if head in ("param", "mask"):
+        return (1,)
+    if head in ("layer", "hidden") and tail.isdigit():
+        return (2, int(tail), 0 if head == "hidden" else 1)
+    fixed = {"skip": 3, "out_hidden": 4, "logits": 5, "nll": 6}
+    if key in fixed:
+        return (fixed[key],)
+    return (7,) if head == "grad" else (8,)
+
+
+def is_forward(key):
+    return key.partition("/")[0] in FEATURE_MAPS or key in ("logits", "nll")
+
+
+@dataclass
+class ArrayResult:
+    key: str
+    shape: tuple
+    dtypes: tuple                 # (reference, theirs)
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    rtol: float = 0.0
+    passed: bool = True
+    n_bad: int = 0
+    first: dict = None            # first diverging element: position and both values
+    note: str = ""
+
+    def line(self):
+        status = "PASS" if self.passed else "FAIL"
+        s = f"{status}  {self.key:<44} {str(self.shape):<18} "
+        if self.note:
+            return s + self.note
+        s += f"max abs {self.max_abs:.3g}  rel {self.max_rel:.3g}  (rtol {self.rtol:g})"
+        if self.first is not None:
+            s += f"\n      {self.n_bad} element(s) diverge; first at {self.first['where']}: " \
+                 f"ref {self.first['ref']:.10g}, theirs {self.first['theirs']:.10g}"
+        return s
+
+
+@dataclass
+class CompareReport:
+    ref_name: str
+    their_name: str
+    results: list = field(default_factory=list)
+    not_compared: list = field(default_factory=list)   # reference keys the second file lacks
+
+    @property
+    def passed(self):
+        return all(r.passed for r in self.results) and bool(self.results)
+
+    @property
+    def failures(self):
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def first_diverging(self):
+        """The first array of the forward pass (layer/0 .. logits, nll) that fails, or None."""
+        for r in self.results:
+            if not r.passed and is_forward(r.key):
+                return r
+        return None
+
+    def result(self, key):
+        return next(r for r in self.results if r.key == key)
+
+    def worst_rel(self, keys=None):
+        rels = [r.max_rel for r in self.results if keys is None or r.key in keys]
+        return max(rels, default=0.0)
+
+    def format(self, verbose=True):
+        lines = [f"compare {self.their_name} against reference {self.ref_name}",
+                 "  (errors relative to each reference array's max |value|)"]
+        for r in self.results:
+            if verbose or not r.passed:
+                lines.append("  " + r.line().replace("\n", "\n  "))
+        if self.not_compared:
+            lines.append(f"  not in the second file (not compared): {len(self.not_compared)} "
+                         f"key(s): {', '.join(self.not_compared[:8])}"
+                         f"{' ...' if len(self.not_compared) > 8 else ''}")
+        first = self.first_diverging
+        if first is not None:
+            where = f" at {first.first['where']}" if first.first else ""
+            lines.append(f"first diverging layer: {first.key}{where}")
+        n_fail = len(self.failures)
+        if not self.results:
+            lines.append("result: FAIL (nothing to compare)")
+        else:
+            lines.append(f"worst relative error: {self.worst_rel():.3g}")
+            lines.append("result: PASS" if self.passed else
+                         f"result: FAIL ({n_fail} of {len(self.results)} arrays differ)")
+        return "\n".join(lines)
+
+    __str__ = format
+
+    def to_dict(self):
+        return {"passed": self.passed, "first_diverging": getattr(self.first_diverging, "key", None),
+                "results": [{k: (list(v) if isinstance(v, tuple) else v)
+                             for k, v in r.__dict__.items()} for r in self.results],
+                "not_compared": self.not_compared}
+
+
+# ---- positions -------------------------------------------------------------------
+def _colour(g, colours):
+    return COLOUR[g] if colours == 3 else str(g)
+
+
+def _first_position(key, bad, colours):
+    """(description, index into the array) of the first diverging element in raster order."""
+    nd = bad.ndim
+    if key == "logits" and nd == 5:                      # (N, V, C, H, W) -> n, r, c, k, v
+        n, r, c, k, v = np.argwhere(bad.transpose(0, 3, 4, 2, 1))[0]
+        return (f"image {n}, row {r}, column {c}, colour {_colour(k, colours)}, value {v}",
+                (n, v, k, r, c))
+    if key in ("logits", "images") and nd == 4:          # (N, C, H, W) -> n, r, c, k
+        n, r, c, k = np.argwhere(bad.transpose(0, 2, 3, 1))[0]
+        return f"image {n}, row {r}, column {c}, colour {_colour(k, colours)}", (n, k, r, c)
+    if key.partition("/")[0] in FEATURE_MAPS and nd == 4:  # (N, M, H, W) by colour group
+        groups = channel_groups(bad.shape[1], colours)
+        perm = np.argsort(groups, kind="stable")
+        n, r, c, j = np.argwhere(bad.transpose(0, 2, 3, 1)[..., perm])[0]
+        m = perm[j]
+        return (f"image {n}, row {r}, column {c}, colour {_colour(groups[m], colours)} "
+                f"(channel {m})", (n, m, r, c))
+    idx = tuple(np.argwhere(bad)[0])
+    if key == "nll":
+        return f"image {idx[0]}", idx
+    return f"index {tuple(int(i) for i in idx)}", idx
+
+
+def compare_arrays(key, ref, theirs, rtol=None, colours=1):
+    """One ArrayResult for one key."""
+    res = ArrayResult(key, tuple(ref.shape), (ref.dtype.name, theirs.dtype.name))
+    if ref.shape != theirs.shape:
+        res.passed, res.note = False, f"shape differs: theirs {tuple(theirs.shape)}"
+        return res
+    kinds = {ref.dtype.kind, theirs.dtype.kind}
+    if kinds <= set("iub"):
+        bad = ref != theirs
+        res.rtol = 0.0
+        if bad.any():
+            res.max_abs = float(np.abs(ref.astype(np.int64) - theirs.astype(np.int64)).max())
+            res.max_rel = math.inf
+    elif kinds <= set("iubf"):
+        floats = [a.dtype for a in (ref, theirs) if a.dtype.kind == "f"]
+        least = min(floats, key=lambda d: d.itemsize).name
+        res.rtol = float(rtol) if rtol is not None else RTOL.get(least, 1e-4)
+        r64, t64 = ref.astype(np.float64), theirs.astype(np.float64)
+        finite = np.isfinite(r64)
+        scale = float(np.abs(r64[finite]).max()) if finite.any() else 0.0
+        scale = scale if scale > 0 else 1.0
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(t64 - r64)
+        same_nonfinite = ~np.isfinite(r64) & (r64 == t64) | (np.isnan(r64) & np.isnan(t64))
+        diff = np.where(same_nonfinite, 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        res.max_abs = float(diff.max()) if diff.size else 0.0
+        res.max_rel = res.max_abs / scale
+        bad = diff > res.rtol * scale
+    else:
+        res.passed, res.note = False, f"cannot compare dtypes {ref.dtype} and {theirs.dtype}"
+        return res
+    res.n_bad = int(bad.sum())
+    if res.n_bad:
+        res.passed = False
+        where, idx = _first_position(key, bad, colours)
+        res.first = {"where": where, "index": [int(i) for i in idx],
+                     "ref": float(ref[idx]), "theirs": float(theirs[idx])}
+    return res
+
+
+def _as_reference(x, strict):
+    if isinstance(x, Reference):
+        return x
+    if isinstance(x, dict):
+        return check_arrays(dict(x), None, strict=False)
+    return read_reference(x, strict=strict)
+
+
+def compare(ref, theirs, rtol=None):
+    """Compare every array of `theirs` with `ref` -> CompareReport.
+
+    ref, theirs: paths, Reference objects or {key: array} dicts. rtol: one
+    relative tolerance for all float arrays (default: RTOL by dtype)."""
+    ref_name = ref if isinstance(ref, str) else getattr(ref, "path", None) or "<reference>"
+    their_name = theirs if isinstance(theirs, str) else getattr(theirs, "path", None) or "<theirs>"
+    ref, theirs = _as_reference(ref, strict=False), _as_reference(theirs, strict=False)
+    report = CompareReport(str(ref_name), str(their_name))
+    colours = int(ref.config.get("channels", 1))
+    if ref.config and theirs.config:
+        keys = ("model", "channels", "levels", "h", "layers", "out_hidden")
+        diff = {k: (ref.config.get(k), theirs.config.get(k)) for k in keys
+                if theirs.config.get(k, ref.config.get(k)) != ref.config.get(k)}
+        if diff:
+            report.results.append(ArrayResult("config", (), ("json", "json"), passed=False,
+                                              note=f"config differs (ref, theirs): {diff}"))
+    for key in sorted(theirs.arrays, key=lambda k: (_order(k), k)):
+        if key not in ref.arrays:
+            a = theirs.arrays[key]
+            report.results.append(ArrayResult(key, tuple(a.shape), ("-", a.dtype.name),
+                                              passed=False, note="not in the reference file"))
+            continue
+        report.results.append(compare_arrays(key, ref.arrays[key], theirs.arrays[key], rtol, colours))
+    report.not_compared = sorted((k for k in ref.arrays if k not in theirs.arrays),
+                                 key=lambda k: (_order(k), k))
+    return report
+
+
+def compare_main(argv=None):
+    """minipixel compare REF.npz THEIRS.npz [--rtol X] [--quiet] [--json]
+    Exit 0 when every array of THEIRS matches REF, 1 when one differs, 2 on unreadable input."""
+    ap = argparse.ArgumentParser(prog="minipixel compare",
+                                 description="Compare a second implementation's arrays with a "
+                                             "reference file (format: minipixel/crosscheck/reference.py).")
+    ap.add_argument("reference", help="the reference .npz (e.g. written by minipixel)")
+    ap.add_argument("theirs", help="the .npz to check: any subset of the reference's keys")
+    ap.add_argument("--rtol", type=float, default=None,
+                    help="relative tolerance for all float arrays (default: by dtype, "
+                         + ", ".join(f"{k} {v:g}" for k, v in RTOL.items()) + ")")
+    ap.add_argument("--quiet", action="store_true", help="print only failures and the summary")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    a = ap.parse_args(argv)
+    try:
+        report = compare(a.reference, a.theirs, a.rtol)
+    except (ReferenceFormatError, OSError) as e:
+        print(f"minipixel compare: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=1, default=float) if a.json
+          else report.format(verbose=not a.quiet))
+    return 0 if report.passed else 1

@@ -1,0 +1,374 @@
+"""Reference files: one .npz that fixes a model, its inputs and everything it computes.
+
+Another implementation (PyTorch, JAX, ...) loads the parameters and images,
+runs its own forward and backward, writes what it got under the same keys,
+and ``minipixel compare`` (compare.py) tells where the two first disagree.
+The file is the contract; this table is its only description.
+
+Format ``minipixel-reference`` version 1
+----------------------------------------
+N images, C colours (1 grey/binary, 3 RGB), H x W image, V levels per
+sub-pixel, h hidden units, L layers, F = out_hidden. Floats are all of the
+file's dtype (config["dtype"]: float64 or float32). Stored with
+np.savez_compressed; read with np.load(allow_pickle=False): no key holds
+Python objects.
+
+| key                | dtype   | shape                      | content |
+|--------------------|---------|----------------------------|---------|
+| config             | unicode | () 0-d                     | JSON object, below |
+| images             | int64   | (N, C, H, W)               | input sub-pixel values 0..V-1 |
+| param/<name>       | float   | PyTorch layout, below      | raw parameters (masked weights unmasked) |
+| mask/<name>        | float   | same as param/<name>       | 0/1 mask of every masked conv weight; the conv uses param * mask |
+| grad/<name>        | float   | same as param/<name>       | d(sum_n nll[n]) / d param/<name> (zero where the mask is 0) |
+| layer/0            | float   | (N, 2h, H, W)              | output of the first 7x7 mask-A conv |
+| layer/<i>, i=1..L  | float   | (N, 2h, H, W)              | output of layer i (residual added) |
+| hidden/<i>         | float   | (N, h, H, W)               | RNN layers only: LSTM hidden states of layer i; Diagonal BiLSTM: left-to-right + right-to-left shifted down one row |
+| skip               | float   | (N, F, H, W)               | skip conv on concat(layer/1..L) over channels, before ReLU |
+| out_hidden         | float   | (N, F, H, W)               | out_hidden conv applied to ReLU(skip), before ReLU |
+| logits             | float   | (N, C, H, W) if V == 2, else (N, V, C, H, W) | Bernoulli logit / softmax logits per sub-pixel |
+| nll                | float   | (N,)                       | negative log-likelihood per image, nats |
+
+config: {"format": "minipixel-reference", "version": 1, "model": "pixelcnn" |
+"rowlstm" | "diagonal", "channels": C, "levels": V, "h": h, "layers": L,
+"out_hidden": F, "seed": parameter-init seed, "dtype": "float64" | "float32",
+"image_seed", "batch": N, "height": H, "width": W, "gate_order": "ifgo",
+"channel_groups": "contiguous"}.
+
+The computation (paper section 3; cross-correlation convs as PyTorch's conv2d):
+
+    x = images * (2 / (V - 1)) - 1                       in the file's dtype
+    layer/0 = conv(x, first, 7x7, padding 3)             mask A
+    layer/i = layer_i(layer/(i-1))
+    skip = conv1x1(concat(layer/1 .. layer/L))           mask B
+    out_hidden = conv1x1(relu(skip));  z = conv1x1(relu(out_hidden))   (out_logits)
+    logits = z                                           if V == 2
+             z.reshape(N, C, V, H, W).transpose(0, 2, 1, 3, 4)   otherwise
+    nll[n] = sum over (C, H, W) of  softplus(z) - t z              (V == 2, t = image value)
+                                 or -log_softmax(logits, axis=1)[t]  (V > 2)
+
+Parameters, by dotted name (every masked conv has `<conv>.weight` (OC, IC,
+KH, KW) and `<conv>.bias` (OC,); "mask X" = MaskedConv2d of kind X):
+
+    first                          7x7 mask A, C -> 2h, padding 3
+    skip                           1x1 mask B, L*2h -> F
+    out_hidden                     1x1 mask B, F -> F
+    out_logits                     1x1 mask B, F -> C*V' (V' = 1 if V == 2 else V),
+                                   output channel = colour * V' + value
+  PixelCNN block i ("layers.<i>."), y = x + expand(relu(conv(relu(reduce(relu(x))))))
+    reduce                         1x1 mask B, 2h -> h
+    conv                           3x3 mask B, h -> h, padding 1
+    expand                         1x1 mask B, h -> 2h
+  Row LSTM layer i ("layers.<i>."), y = x + output(hidden)
+    input_to_state                 1x3 mask B, 2h -> 4h, padding (0, 1)
+    state_to_state                 (4h, h, 1, 3) unmasked, no bias: pre-activations of row r
+                                   += sum_t state_to_state[:, :, 0, t] @ h_{r-1}[:, c - 1 + t]
+                                   (zero outside the row)
+    h0, c0                         (h,) learned initial state, broadcast over columns
+    output                         1x1 mask B, h -> 2h
+  Diagonal BiLSTM layer i ("layers.<i>."), y = x + output(hidden)
+    left_to_right., right_to_left. one direction each, with
+      input_to_state               1x1 mask B, 2h -> 4h, applied to the SKEWED input:
+                                   its bias is added at every skewed position,
+                                   including the skew's zero padding
+      state_to_state               (4h, h, 2, 1) unmasked, no bias: pre-activations at skewed
+                                   (r, j) += state_to_state[:, :, 0, 0] @ h[r - 1, j - 1]
+                                            + state_to_state[:, :, 1, 0] @ h[r, j - 1]
+                                   (zero above row 0: padded at the top only)
+      h0, c0                       (h,) learned initial state, broadcast over rows
+    output                         1x1 mask B, h -> 2h
+    skew: S[r, r + c] = X[r, c] (width H + W - 1, zeros elsewhere); unskew: X[r, c] = S[r, r + c].
+    right_to_left runs on the input flipped left-right and its hidden states are
+    flipped back, then shifted down one row (row 0 zeros) before being added.
+
+Gate order: the 4h pre-activation channels are four blocks of h in PyTorch's
+order (i, f, g, o): i, f, o sigmoid, g tanh; c = f c_prev + i g; h = o tanh(c).
+
+Channel groups (masks): channel k of n belongs to colour group k * 3 // n
+(contiguous blocks) for C = 3, group 0 for C = 1; each of the four gate blocks
+is grouped like the h hidden units. Masks zero kernel rows below the centre
+and taps right of the centre on its row; at the centre, output group g sees
+input group g' if g' < g (mask A) or g' <= g (mask B).
+"""
+import json
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..data.atomic import atomic_savez_compressed
+from ..layers import MaskedConv2d
+from ..models import MODELS, build
+from ..ops import concat
+from ..tensor import no_grad
+
+FORMAT, VERSION = "minipixel-reference", 1
+MODEL_KEYS = ("model", "channels", "levels", "h", "layers", "out_hidden", "seed", "dtype")
+REQUIRED = ("config", "images", "logits", "nll")
+
+
+class ReferenceFormatError(ValueError):
+    """A reference file that cannot be read, or that breaks the format above."""
+
+
+class Reference:
+    """A reference file in memory: `config` (dict) and `arrays` {key: ndarray}."""
+
+    def __init__(self, config, arrays, path=None):
+        self.config, self.arrays, self.path = config, arrays, path
+
+    def group(self, prefix):
+        """{name: array} of the keys "<prefix>/<name>", e.g. group("param")."""
+        p = prefix + "/"
+        return {k[len(p):]: v for k, v in self.arrays.items() if k.startswith(p)}
+
+    def __getitem__(self, key):
+        return self.arrays[key]
+
+    def __contains__(self, key):
+        return key in self.arrays
+
+    def keys(self):
+        return self.arrays.keys()
+
+    def __repr__(self):
+        return f"Reference({self.path or '<memory>'}, {self.config.get('model')}, {len(self.arrays)} arrays)"
+
+
+# ---- computing -----------------------------------------------------------------
+def _clone(model, dtype):
+    """A fresh model of `model`'s config in `dtype` holding its parameters (cast)."""
+    config = {k: v for k, v in model.config.items() if k != "model"}
+    config["dtype"] = np.dtype(dtype)
+    clone = build(model.config["model"], **config)
+    clone.load_state_dict({k: v.astype(dtype) for k, v in model.state_dict().items()})
+    return clone
+
+
+def make_model(model_or_config, dtype=None):
+    """A model from a PixelModel (copied if `dtype` differs) or a config dict."""
+    if isinstance(model_or_config, dict):
+        config = {k: v for k, v in model_or_config.items() if k in MODEL_KEYS}
+        if dtype is not None:
+            config["dtype"] = dtype
+        config["dtype"] = np.dtype(config.get("dtype", np.float64))
+        kind = config.pop("model", None)
+        if kind not in MODELS:
+            raise ValueError(f"config needs 'model' in {sorted(MODELS)}, got {kind!r}")
+        return build(kind, **config)
+    model = model_or_config
+    if dtype is not None and np.dtype(dtype) != model.dtype:
+        return _clone(model, dtype)
+    return model
+
+
+def images_for(config, seed, batch, H, W):
+    """The file's images: uniform integers 0..levels-1 from default_rng(seed), int64."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, config["levels"], size=(batch, config["channels"], H, W), dtype=np.int64)
+
+
+def compute_arrays(model, images):
+    """Every array of the format except config, for `model` on integer `images`."""
+    images = np.asarray(images, dtype=np.int64)
+    for p in model.parameters():
+        p.grad = None
+    x = model.scale(images)
+    outs = model.layer_outputs(x)
+    skip = model.skip(concat(outs[1:], axis=1))
+    out_hidden = model.out_hidden(model.act(skip))
+    z = model.out_logits(model.act(out_hidden))
+    if model.values == 1:
+        logits = z
+    else:
+        N, _, H, W = z.shape
+        logits = z.reshape(N, model.channels, model.values, H, W).transpose(0, 2, 1, 3, 4)
+    nll = model.nll_from_logits(logits, x.xp.asarray(images))
+    with no_grad():
+        check = to_numpy(model(images).data)
+    if not np.array_equal(check, to_numpy(logits.data)):
+        raise RuntimeError("crosscheck.reference: the model's forward no longer matches the "
+                           "computation documented in reference.py; update both together")
+    nll.sum().backward()
+
+    arrays = {"images": images}
+    for name, p in model.named_parameters():
+        arrays[f"param/{name}"] = to_numpy(p.data).copy()
+    for name, m in _masked_convs(model):
+        arrays[f"mask/{name}.weight"] = np.asarray(to_numpy(m.mask), dtype=model.dtype)
+    for name, p in model.named_parameters():
+        g = np.zeros(p.shape, p.dtype) if p.grad is None else to_numpy(p.grad)
+        arrays[f"grad/{name}"] = g.copy()
+    for i, o in enumerate(outs):
+        arrays[f"layer/{i}"] = to_numpy(o.data).copy()
+    with no_grad():
+        for i, layer in enumerate(model.layers, start=1):
+            if hasattr(layer, "hidden"):
+                arrays[f"hidden/{i}"] = to_numpy(layer.hidden(outs[i - 1]).data).copy()
+    arrays["skip"] = to_numpy(skip.data).copy()
+    arrays["out_hidden"] = to_numpy(out_hidden.data).copy()
+    arrays["logits"] = to_numpy(logits.data).copy()
+    arrays["nll"] = to_numpy(nll.data).copy()
+    for p in model.parameters():
+        p.grad = None
+    return arrays
+
+
+def _masked_convs(model, prefix=""):
+    """(dotted name, module) of every MaskedConv2d, in registration order."""
+    if isinstance(model, MaskedConv2d):
+        yield prefix.rstrip("."), model
+    for name, m in model._modules.items():
+        yield from _masked_convs(m, prefix + name + ".")
+
+
+def reference_config(model, seed, batch, H, W):
+    return {"format": FORMAT, "version": VERSION,
+            **{k: (np.dtype(v).name if k == "dtype" else v) for k, v in model.config.items()},
+            "image_seed": int(seed), "batch": int(batch), "height": int(H), "width": int(W),
+            "gate_order": "ifgo", "channel_groups": "contiguous"}
+
+
+def reference_arrays(model_or_config, seed=0, batch=2, H=5, W=6, dtype=None):
+    """The file's content as {key: ndarray} (config as a 0-d unicode array)."""
+    model = make_model(model_or_config, dtype)
+    images = images_for(model.config, seed, batch, H, W)
+    arrays = compute_arrays(model, images)
+    arrays["config"] = np.array(json.dumps(reference_config(model, seed, batch, H, W), sort_keys=True))
+    return arrays
+
+
+def write_reference(path, model_or_config, seed=0, batch=2, H=5, W=6, dtype=None):
+    """Write the reference file for a model (or config dict) atomically; returns its arrays.
+
+    seed: the images' seed (the parameters come from the model / config["seed"]).
+    dtype: float64 or float32; default the model's (a config's default: float64)."""
+    arrays = reference_arrays(model_or_config, seed, batch, H, W, dtype)
+    atomic_savez_compressed(path, **arrays)
+    return arrays
+
+
+# ---- reading -------------------------------------------------------------------
+def read_reference(path, strict=True):
+    """Load and check a reference file -> Reference. Raises ReferenceFormatError.
+
+    strict=False (for a file written by another implementation) only needs
+    readable arrays: config, images etc. may be missing."""
+    if not zipfile.is_zipfile(path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no reference file {path}")
+        raise ReferenceFormatError(f"{path}: not a readable .npz reference file (not a zip "
+                                   f"archive: truncated, or not an .npz)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}      # reads every member: CRC errors surface here
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as e:
+        raise ReferenceFormatError(f"{path}: not a readable .npz reference file "
+                                   f"({type(e).__name__}: {e})") from e
+    except ValueError as e:                      # pickled object arrays, bad headers
+        what = "holds pickled Python objects, which the format forbids" if "pickle" in str(e) \
+            else "has a damaged array"
+        raise ReferenceFormatError(f"{path}: {what} ({e})") from e
+    return check_arrays(arrays, path, strict)
+
+
+def check_arrays(arrays, path=None, strict=True):
+    """Validate {key: array} against the format -> Reference."""
+    where = path or "<reference>"
+    config = {}
+    if "config" in arrays:
+        c = arrays.pop("config")
+        if c.shape != () or c.dtype.kind != "U":
+            raise ReferenceFormatError(f"{where}: 'config' must be a 0-d unicode array holding "
+                                       f"JSON, got dtype {c.dtype} shape {c.shape}")
+        try:
+            config = json.loads(str(c))
+        except json.JSONDecodeError as e:
+            raise ReferenceFormatError(f"{where}: 'config' is not valid JSON ({e})") from e
+        if not isinstance(config, dict):
+            raise ReferenceFormatError(f"{where}: 'config' must be a JSON object")
+    if strict:
+        missing = [k for k in REQUIRED if k != "config" and k not in arrays]
+        if not config:
+            missing.insert(0, "config")
+        if not any(k.startswith("param/") for k in arrays):
+            missing.append("param/*")
+        if missing:
+            raise ReferenceFormatError(f"{where}: missing key(s) {missing}; a reference file "
+                                       f"holds {list(REQUIRED)} and param/<name> (see reference.py)")
+        absent = [k for k in MODEL_KEYS if k not in config]
+        if absent:
+            raise ReferenceFormatError(f"{where}: config lacks {absent}")
+        if config.get("format", FORMAT) != FORMAT or config.get("version", VERSION) > VERSION:
+            raise ReferenceFormatError(f"{where}: format {config.get('format')!r} version "
+                                       f"{config.get('version')!r}; this reader knows {FORMAT!r} "
+                                       f"version <= {VERSION}")
+        if arrays["images"].dtype.kind not in "iu":
+            raise ReferenceFormatError(f"{where}: 'images' must be integers, got {arrays['images'].dtype}")
+    for k, a in arrays.items():
+        for prefix in ("mask/", "grad/"):
+            if k.startswith(prefix):
+                p = "param/" + k[len(prefix):]
+                if p in arrays and arrays[p].shape != a.shape:
+                    raise ReferenceFormatError(f"{where}: {k!r} has shape {a.shape}, "
+                                               f"{p!r} has {arrays[p].shape}")
+                if strict and p not in arrays:
+                    raise ReferenceFormatError(f"{where}: {k!r} has no {p!r} beside it")
+    return Reference(config, arrays, path)
+
+
+def model_from_reference(ref, dtype=None):
+    """The minipixel model a reference file describes, its parameters loaded.
+
+    Checks that the file's masks are the ones minipixel builds."""
+    if not isinstance(ref, Reference):
+        ref = read_reference(ref)
+    model = make_model(ref.config, dtype or ref.config["dtype"])
+    params = ref.group("param")
+    try:
+        model.load_state_dict({k: v.astype(model.dtype) for k, v in params.items()})
+    except (KeyError, ValueError, TypeError) as e:
+        raise ReferenceFormatError(f"{ref.path or '<reference>'}: parameters do not fit a "
+                                   f"{ref.config['model']} model of this config: {e}") from e
+    masks = ref.group("mask")
+    for name, conv in _masked_convs(model):
+        key = f"{name}.weight"
+        if key in masks and not np.array_equal(masks[key], conv.mask):
+            raise ReferenceFormatError(f"{ref.path or '<reference>'}: mask/{key} differs from the "
+                                       f"mask minipixel builds (channel-group convention?)")
+    return model
+
+
+# ---- command line ----------------------------------------------------------------
+def reference_main(argv=None):
+    """minipixel reference OUT.npz --model M [--channels C --levels V --h H --layers L
+    --out-hidden F --seed S --image-seed S --batch N --height H --width W --dtype D]"""
+    import argparse
+    ap = argparse.ArgumentParser(prog="minipixel reference",
+                                 description="Write a reference file (format: minipixel/crosscheck/reference.py).")
+    ap.add_argument("out", help="the .npz to write (atomically)")
+    ap.add_argument("--model", required=True, choices=sorted(MODELS))
+    ap.add_argument("--channels", type=int, default=1, choices=(1, 3))
+    ap.add_argument("--levels", type=int, default=2)
+    ap.add_argument("--h", type=int, default=4)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--out-hidden", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0, help="parameter-init seed")
+    ap.add_argument("--image-seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--height", type=int, default=5)
+    ap.add_argument("--width", type=int, default=6)
+    ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    a = ap.parse_args(argv)
+    config = dict(model=a.model, channels=a.channels, levels=a.levels, h=a.h, layers=a.layers,
+                  out_hidden=a.out_hidden, seed=a.seed, dtype=a.dtype)
+    try:
+        write_reference(a.out, config, a.image_seed, a.batch, a.height, a.width)
+    except (ValueError, OSError) as e:
+        print(f"minipixel reference: {e}", file=__import__("sys").stderr)
+        return 2
+    print(f"wrote {a.out}")
+    return 0

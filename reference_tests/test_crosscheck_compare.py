@@ -1,0 +1,110 @@
+"""compare (minipixel/crosscheck/compare.py): pass on identical files, exact first divergence."""
+import json
+
+import numpy as np
+import pytest
+
+from minipixel.crosscheck.compare import RTOL, compare, compare_main
+from minipixel.crosscheck.reference import read_reference, write_reference
+
+CONFIG = dict(model="diagonal", channels=3, levels=8, h=4, layers=2, out_hidden=6, seed=2)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cmp")
+    write_reference(d / "ref.npz", CONFIG, seed=0, batch=2, H=5, W=7)
+    return d
+
+
+def save(path, ref, **changes):
+    arrays = dict(ref.arrays, config=np.array(json.dumps(ref.config)), **changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+def test_identical_files_pass(files, capsys):
+    report = compare(str(files / "ref.npz"), str(files / "ref.npz"))
+    assert report.passed and report.first_diverging is None and not report.not_compared
+    assert report.worst_rel() == 0.0
+    assert len(report.results) > 50
+    assert compare_main([str(files / "ref.npz"), str(files / "ref.npz")]) == 0
+    assert "result: PASS" in capsys.readouterr().out
+
+
+def test_perturbed_layer_reports_first_position_and_layer(files, capsys):
+    ref = read_reference(files / "ref.npz")
+    layer1 = ref["layer/1"].copy()              # 2h = 8 maps: groups R 0-2, G 3-5, B 6-7
+    layer1[1, 4, 2, 3] += 1e-3                  # image 1, row 2, column 3, channel 4 (G)
+    layer1[1, 0, 2, 4] += 1e-3                  # later in raster order, earlier in memory
+    layer1[1, 7, 2, 3] += 1e-3                  # same pixel, colour B: after G
+    layer1[0, 0, 0, 0] += 1e-14                 # below float64 tolerance: not a divergence
+    logits = ref["logits"].copy()
+    logits[0, 5, 2, 1, 4] += 0.5                # image 0, value 5, colour B, row 1, column 4
+    layer2 = ref["layer/2"] + 1e-3
+    theirs = save(files / "theirs.npz", ref, **{"layer/1": layer1, "layer/2": layer2,
+                                                "logits": logits})
+    report = compare(str(files / "ref.npz"), theirs)
+    assert not report.passed
+    first = report.first_diverging
+    assert first.key == "layer/1"
+    assert first.first["where"] == "image 1, row 2, column 3, colour G (channel 4)"
+    assert first.first["index"] == [1, 4, 2, 3] and first.n_bad == 3
+    assert report.result("logits").first["where"] == "image 0, row 1, column 4, colour B, value 5"
+    assert report.result("layer/0").passed and report.result("hidden/1").passed
+    assert {r.key for r in report.failures} == {"layer/1", "layer/2", "logits"}
+    assert compare_main([str(files / "ref.npz"), theirs]) == 1
+    out = capsys.readouterr().out
+    assert "first diverging layer: layer/1 at image 1, row 2, column 3, colour G (channel 4)" in out
+    assert "result: FAIL (3 of" in out
+
+
+def test_grey_logits_and_nll_positions(tmp_path):
+    write_reference(tmp_path / "g.npz", dict(CONFIG, channels=1, levels=2, model="pixelcnn"),
+                    batch=2, H=4, W=5)
+    ref = read_reference(tmp_path / "g.npz")
+    logits, nll = ref["logits"].copy(), ref["nll"].copy()
+    logits[1, 0, 3, 2] = np.nan
+    nll[1] *= 1 + 1e-6
+    report = compare(ref, save(tmp_path / "t.npz", ref, logits=logits, nll=nll))
+    assert report.first_diverging.key == "logits"
+    assert report.result("logits").first["where"] == "image 1, row 3, column 2, colour 0"
+    assert report.result("nll").first["where"] == "image 1"
+
+
+def test_partial_file_extra_keys_and_shapes(files):
+    ref = read_reference(files / "ref.npz")
+    only = {"logits": ref["logits"], "nll": ref["nll"].astype(np.float32)}
+    report = compare(ref, only)
+    assert report.passed and report.result("nll").rtol == RTOL["float32"]
+    assert "layer/0" in report.not_compared
+    report = compare(ref, {"logits": ref["logits"][:1], "mystery": np.zeros(3)})
+    assert not report.passed
+    assert "shape differs" in report.result("logits").note
+    assert "not in the reference" in report.result("mystery").note
+    assert not compare(ref, {}).passed                 # nothing compared is not a pass
+
+
+def test_config_and_images_must_match(files, tmp_path):
+    ref = read_reference(files / "ref.npz")
+    images = ref["images"].copy()
+    images[0, 1, 2, 3] = (images[0, 1, 2, 3] + 1) % 8
+    report = compare(ref, {"images": images})
+    assert report.result("images").first["where"] == "image 0, row 2, column 3, colour G"
+    other = dict(ref.arrays, config=np.array(json.dumps(dict(ref.config, h=5))))
+    report = compare(ref, other)
+    assert not report.passed and "config differs" in report.result("config").note
+
+
+def test_rtol_and_exit_codes(files, tmp_path, capsys):
+    ref = read_reference(files / "ref.npz")
+    theirs = save(tmp_path / "t.npz", ref, logits=ref["logits"] * (1 + 1e-7))
+    assert compare_main([str(files / "ref.npz"), theirs]) == 1
+    assert compare_main([str(files / "ref.npz"), theirs, "--rtol", "1e-6", "--quiet"]) == 0
+    capsys.readouterr()
+    assert compare_main([str(files / "ref.npz"), theirs, "--json"]) == 1
+    as_json = json.loads(capsys.readouterr().out)
+    assert as_json["passed"] is False and as_json["first_diverging"] == "logits"
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    assert compare_main([str(files / "ref.npz"), str(tmp_path / "bad.npz")]) == 2
+    assert "not a readable" in capsys.readouterr().err

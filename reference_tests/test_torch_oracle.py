@@ -1,0 +1,106 @@
+"""minipixel against an independent PyTorch implementation (torch_oracle.py).
+
+Needs PyTorch (CPU is enough):  pip install torch==2.13.0  (or pip install -e '.[crosscheck]').
+Without it every test here skips, saying so.
+"""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install torch==2.13.0 "
+                                            "(the [crosscheck] extra) to run the oracle cross-check")
+
+import torch_oracle  # noqa: E402
+
+pytestmark = pytest.mark.crosscheck
+
+torch.set_num_threads(1)
+
+from minipixel.crosscheck.compare import compare  # noqa: E402
+from minipixel.crosscheck.reference import reference_arrays  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = ("pixelcnn", "rowlstm", "diagonal")
+# (channels, levels, H, W): grey binary, grey 256-way, RGB 256-way; odd sizes, H < W and H > W
+SETTINGS = [(1, 2, 5, 7), (1, 256, 7, 5), (3, 256, 5, 7), (3, 16, 6, 3)]
+TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32}
+
+
+def reference(model, channels, levels, H, W, dtype, layers=2):
+    config = dict(model=model, channels=channels, levels=levels, h=4, layers=layers,
+                  out_hidden=7, seed=11)
+    return reference_arrays(config, seed=5, batch=2, H=H, W=W, dtype=dtype)
+
+
+def check(ref, dtype):
+    theirs = torch_oracle.run(ref, TORCH_DTYPE[dtype])
+    report = compare(ref, theirs)
+    assert report.passed, report.format(verbose=False)
+    assert not report.not_compared
+    assert any(k.startswith("mask/") for k in theirs)        # masks built independently agree
+    return report.worst_rel()
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "C{}-V{}-{}x{}".format(*s))
+@pytest.mark.parametrize("model", MODELS)
+def test_oracle_agrees_float64(model, setting):
+    worst = check(reference(model, *setting, "float64"), "float64")
+    assert worst < 1e-9
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_oracle_agrees_float32(model):
+    worst = check(reference(model, 3, 256, 5, 7, "float32"), "float32")
+    assert worst < 1e-4
+
+
+def test_oracle_agrees_deeper_rgb():
+    for model in MODELS:
+        check(reference(model, 3, 8, 4, 6, "float64", layers=4), "float64")
+
+
+@pytest.mark.parametrize("name", [f"{m}_{k}" for m in MODELS for k in ("grey", "rgb")])
+def test_golden_files_agree_with_oracle(name):
+    from minipixel.crosscheck.reference import read_reference
+    ref = read_reference(os.path.join(HERE, "golden", name + ".npz"))
+    arrays = dict(ref.arrays, config=np.array(__import__("json").dumps(ref.config)))
+    check(arrays, "float64")
+
+
+def _bad_cell(pre, c_prev):                                   # sigmoid on the content gate
+    i, f, g, o = pre.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.sigmoid(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _no_shift(self, p, x):                                    # right-to-left pass not shifted
+    return (self.diagonal_direction(p + "left_to_right.", x)
+            + self.diagonal_direction(p + "right_to_left.", x.flip(3)).flip(3))
+
+
+@pytest.mark.parametrize("model,attr,bug,first", [
+    ("rowlstm", "cell", staticmethod(_bad_cell), "hidden/1"),
+    ("diagonal", "diagonal_hidden", _no_shift, "hidden/1"),
+])
+def test_a_bug_in_one_side_is_located(monkeypatch, model, attr, bug, first):
+    monkeypatch.setattr(torch_oracle.Net, attr, bug)
+    ref = reference(model, 3, 16, 4, 5, "float64")
+    report = compare(ref, torch_oracle.run(ref))
+    assert not report.passed and report.first_diverging.key == first
+    assert report.result("layer/0").passed
+
+
+def test_demo_audits_torch_models(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "audit_torch_model", os.path.join(HERE, "..", "demos", "audit_torch_model.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    assert demo.main([]) == 0
+    out = capsys.readouterr().out
+    assert "output (row 0, column 0, colour R) <- input (row 0, column 0, colour R)" in out
+    leaky = demo.run("centre-kept")
+    assert leaky.leaks == [((k, r, c), (k, r, c)) for r in range(8) for c in range(8) for k in range(3)]
+    unmasked = demo.run("unmasked-3x3")
+    assert ((0, 0, 0), (0, 1, 1)) in unmasked.leaks            # the pixel below-right
