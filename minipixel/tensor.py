@@ -47,6 +47,10 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if isinstance(data, Tensor):
             data = data.data
+        if isinstance(data, np.generic):
+            # A NumPy scalar, e.g. what a full reduction of a NumPy array returns: keep its
+            # dtype (np.float32(2) is not Python data; float32.sum() must stay float32).
+            data = np.asarray(data)
         if not (isinstance(data, np.ndarray) or backend._is_cupy_array(data)):
             # Python data: float64 unless told, on the default device.
             data = np.asarray(data, dtype=dtype or np.float64)
@@ -120,8 +124,16 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"gradient shape {grad.shape} does not match output shape {self.shape}")
 
+        order = _toposort(self)
+        if any(node._released for node in order):
+            # Not only the root: a new graph built on a released intermediate (h = f(x);
+            # loss1.backward(); loss2 = g(h); loss2.backward()) would otherwise stop at h
+            # silently, as if h were a leaf, and x would miss loss2's gradient.
+            raise RuntimeError("backward() through a graph that was already released; "
+                               "pass retain_graph=True to the first backward() to run it twice, "
+                               "or detach() the reused tensor")
         grads = {id(self): grad}
-        for node in reversed(_toposort(self)):
+        for node in reversed(order):
             g = grads.pop(id(node), None)
             if node._backward is None:          # a leaf: keep the sum
                 if g is not None:
@@ -154,7 +166,10 @@ class Tensor:
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
     def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-    def transpose(self, *axes): return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    def transpose(self, *axes):
+        # t.transpose((1, 0)) or t.transpose(None); t.transpose(0) on a 1-D tensor is an axis
+        one = len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list)))
+        return ops.transpose(self, axes[0] if one else (axes or None))
     T = property(lambda self: ops.transpose(self))
     def exp(self): return ops.exp(self)
     def log(self): return ops.log(self)

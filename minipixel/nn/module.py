@@ -27,12 +27,17 @@ class Module:
     def __setattr__(self, name, value):
         if "_params" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
-        self._params.pop(name, None)
-        self._modules.pop(name, None)
+        # Re-assigning keeps the name's place (dict update), so parameters() order, which
+        # optimizer state is indexed by, does not change when a parameter is replaced.
         if isinstance(value, Parameter):
+            self._modules.pop(name, None)
             self._params[name] = value
         elif isinstance(value, Module):
+            self._params.pop(name, None)
             self._modules[name] = value
+        else:
+            self._params.pop(name, None)
+            self._modules.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __call__(self, *args, **kwargs):
@@ -72,7 +77,8 @@ class Module:
         if missing or unexpected:
             raise KeyError(f"load_state_dict: missing parameters {missing}, "
                            f"unexpected parameters {unexpected}")
-        for name, p in own.items():
+        values = {}
+        for name, p in own.items():   # check everything first: an error loads nothing
             value = np.asarray(to_numpy(state[name]))
             if value.shape != p.shape:
                 raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, "
@@ -80,7 +86,9 @@ class Module:
             if value.dtype != p.dtype:
                 raise TypeError(f"load_state_dict: parameter {name!r} is {p.dtype}, "
                                 f"the state holds {value.dtype}")
-            p.data = to_device(value.copy(), p.device)
+            values[name] = value
+        for name, p in own.items():
+            p.data = to_device(values[name].copy(), p.device)
             p.grad = None
 
     # ---- mode, device, dtype ------------------------------------------------

@@ -85,8 +85,10 @@ class Adam(Optimizer):
         m += (1 - self.b1) * g
         s *= self.b2
         s += (1 - self.b2) * g * g
-        step = self.lr * math.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
-        p.data -= step * m / (p.xp.sqrt(s) + self.eps)
+        # m_hat = m / bc1, sqrt(s_hat) = sqrt(s) / sqrt(bc2); eps is added to sqrt(s_hat)
+        # as documented above (and as torch.optim.Adam), not to sqrt(s).
+        bc1, bc2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        p.data -= (self.lr / bc1) * m / (p.xp.sqrt(s) / math.sqrt(bc2) + self.eps)
 
 
 class RMSProp(Optimizer):
@@ -106,6 +108,7 @@ class RMSProp(Optimizer):
 
 def clip_grad_norm(params, max_norm):
     """Scale all gradients so their global L2 norm is at most max_norm; returns the norm before."""
+    params = list(params)  # a generator would be used up by the norm and nothing clipped
     grads = [p.grad for p in params if p.grad is not None]
     total = math.sqrt(sum(float((g * g).sum()) for g in grads))
     if total > max_norm:
