@@ -107,7 +107,9 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     out = (w_flat @ col).reshape(OC, N, OH, OW)
     if b is not None:
         out += b.data[:, None, None, None]
-    out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))            # (N, OC, OH, OW)
+    # (N, OC, OH, OW) as a view of the channel-major result: elementwise ops keep
+    # that memory order, so the next conv's transpose to (C, N, H, W) costs no copy.
+    out = out.transpose(1, 0, 2, 3)
     need_x, need_w = x.requires_grad, w.requires_grad
 
     def backward(g):
@@ -121,7 +123,7 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
             dw[:, :, ti, tj] = dw_taps
         if need_x:                      # dx = col2im(W^T @ g), padding cropped
             dxpad_t = col2im(w_flat.T @ g_flat, taps, C, N, Hp, Wp, OH, OW)
-            dx = xp.ascontiguousarray(dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3))
+            dx = dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3)
         if b is not None:
             db = g.sum(axis=(0, 2, 3))
         return dx, dw, db
