@@ -1,0 +1,122 @@
+"""What the subcommands share: errors, device and dataset flags, checkpoint loading."""
+import argparse
+import os
+import sys
+
+from ..backend import DeviceError, check_device
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def add_device(p):
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to compute (cuda needs CuPy and a GPU; default %(default)s)")
+
+
+def add_dataset(p, default_help="the checkpoint's dataset"):
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=("binary", "grey", "rgb"), default=None,
+                   help=f"embedded digits kind: binary (0/1), grey (256 levels) or rgb "
+                        f"(coloured digits, 256 levels per colour); default: {default_help}")
+    g.add_argument("--mnist-dir", metavar="DIR", default=None,
+                   help="use full MNIST from its IDX files in DIR (binary or grey)")
+    g.add_argument("--cifar-dir", metavar="DIR", default=None,
+                   help="use CIFAR-10 (binary version) from DIR (rgb)")
+    g.add_argument("--crop", type=int, metavar="S", default=None,
+                   help="central S x S crop of every image (small, fast experiments)")
+    g.add_argument("--n-test", type=int, metavar="N", default=None,
+                   help="use only the first N test images")
+    return g
+
+
+def device(name):
+    try:
+        return check_device(name)
+    except DeviceError as e:
+        raise CLIError(str(e)) from None
+
+
+def dataset_spec(args, base=None):
+    """The dataset to load: `base` (a checkpoint's spec) with any flags given on top."""
+    spec = dict(kind="binary", mnist_dir=None, cifar_dir=None, crop=None, n_train=None,
+                n_test=None)
+    spec.update(base or {})
+    if getattr(args, "mnist_dir", None) or getattr(args, "cifar_dir", None):
+        spec.update(mnist_dir=args.mnist_dir, cifar_dir=args.cifar_dir)
+    for key, flag in (("kind", "dataset"), ("crop", "crop"), ("n_test", "n_test"),
+                      ("n_train", "n_train")):
+        if getattr(args, flag, None) is not None:
+            spec[key] = getattr(args, flag)
+    if spec["cifar_dir"] and getattr(args, "dataset", None) is None:
+        spec["kind"] = "rgb"
+    return spec
+
+
+def load_data(spec):
+    from ..training import load_dataset
+    try:
+        return load_dataset(**spec)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(f"cannot load the dataset: {e}") from None
+
+
+def spec_for_model(model, base=None):
+    """A checkpoint without a training state: the embedded digits of the model's kind."""
+    if base:
+        return base
+    kind = "binary" if model.levels == 2 else ("rgb" if model.channels == 3 else "grey")
+    return dict(kind=kind)
+
+
+def check_fits(model, data):
+    if (model.channels, model.levels) != (data.channels, data.levels):
+        raise CLIError(f"the model takes {model.channels} channel(s) with {model.levels} levels, "
+                       f"the dataset ({data.spec['kind']}) has {data.channels} with {data.levels}")
+
+
+def image_size(spec):
+    """The (H, W) of the images a dataset spec gives, without loading it."""
+    if spec.get("crop"):
+        return spec["crop"], spec["crop"]
+    return (32, 32) if spec.get("cifar_dir") else (28, 28)
+
+
+def load_model(path, dev="cpu"):
+    """(model on `dev`, checkpoint) from a checkpoint path; clear errors."""
+    from ..checkpoint import load_checkpoint
+    try:
+        ckpt = load_checkpoint(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    model = ckpt.model if dev == "cpu" else ckpt.model.to(dev)
+    return model, ckpt
+
+
+def default_output(checkpoint, name):
+    """A file next to the checkpoint."""
+    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), name)
+
+
+def progress_printer(desc, enabled=True):
+    """A progress(done, total) callback that draws a Progress bar, created lazily."""
+    from ..progress import Progress
+    state = {}
+
+    def progress(done, total):
+        if "bar" not in state:
+            state["bar"] = Progress(total, desc, enabled=enabled, unit="px")
+        bar = state["bar"]
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return progress
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def eprint(*a):
+    print(*a, file=sys.stderr)

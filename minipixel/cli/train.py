@@ -1,0 +1,205 @@
+"""minipixel train: train a model, with a checkpoint after every epoch and on Ctrl-C.
+
+With no arguments at all this is the default main job: a small Diagonal
+BiLSTM on the embedded binarized digits, about 5 minutes on a 2-core CPU,
+leaving checkpoint.npz, metrics.json (test NLL) and samples.png in runs/main.
+"""
+import argparse
+import os
+import time
+
+from ..models import MODELS, PRESETS, build
+from ..training import DEFAULT_LR, OPTIMIZERS, Trainer, write_json
+from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, dataset_spec,
+                     device, load_data, load_model)
+
+# The default main job (measured: see the README's results table).
+MAIN_JOB = dict(model="diagonal", h=16, layers=1, out_hidden=32, dataset="binary", epochs=4,
+                batch_size=16, optimizer="adam", lr=None, clip=100.0, seed=0, dtype="float32",
+                samples=64)
+MAIN_OUT = os.path.join("runs", "main")
+
+# Flags that describe the run itself; with --resume they come from the checkpoint.
+RUN_FLAGS = ("model", "preset", "h", "layers", "out_hidden", "dataset", "mnist_dir", "cifar_dir",
+             "crop", "n_train", "n_test", "batch_size", "optimizer", "lr", "clip", "seed", "dtype")
+
+EXAMPLES = """examples:
+  minipixel                                   # the default main job (= minipixel train)
+  minipixel train pixelcnn --h 16 --layers 7 --epochs 3 --out runs/pixelcnn
+  minipixel train --preset mnist-diagonal-1layer --epochs 2
+  minipixel train rowlstm --dataset rgb --crop 12 --h 8 --layers 2
+  minipixel train --resume runs/main/checkpoint.npz   # continue after Ctrl-C
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train a model (no arguments: the default main job)",
+                       description=__doc__, epilog=EXAMPLES, formatter_class=HelpFormatter)
+    m = p.add_argument_group("model")
+    m.add_argument("model", nargs="?", choices=sorted(MODELS), default=None,
+                   help=f"model kind (default {MAIN_JOB['model']})")
+    m.add_argument("--preset", choices=sorted(PRESETS), default=None, metavar="NAME",
+                   help="a paper setting: " + ", ".join(sorted(PRESETS))
+                        + "; --h/--layers/--out-hidden override it")
+    m.add_argument("--h", type=int, default=None,
+                   help=f"hidden units h; layers carry 2h maps (default {MAIN_JOB['h']})")
+    m.add_argument("--layers", type=int, default=None,
+                   help=f"number of LSTM layers / residual blocks (default {MAIN_JOB['layers']})")
+    m.add_argument("--out-hidden", type=int, default=None,
+                   help=f"maps of the output 1x1 convs (default {MAIN_JOB['out_hidden']})")
+    m.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="parameter and compute precision (default float32)")
+    g = add_dataset(p, default_help="binary, or what --preset implies")
+    g.add_argument("--n-train", type=int, metavar="N", default=None,
+                   help="use only the first N training images")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=None, help=f"default {MAIN_JOB['epochs']}")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help=f"default {MAIN_JOB['batch_size']} (the paper's)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help=f"default {MAIN_JOB['optimizer']} (the paper used rmsprop)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default " + ", ".join(f"{k} {v:g}" for k, v in
+                                                           DEFAULT_LR.items()) + ")")
+    t.add_argument("--clip", type=float, default=None,
+                   help=f"clip gradients to this global norm, 0 = off (default {MAIN_JOB['clip']:g})")
+    t.add_argument("--seed", type=int, default=None,
+                   help="seed of the weights and of the data order (default 0)")
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="stop (with a checkpoint) after this many updates in all")
+    t.add_argument("--resume", metavar="CHECKPOINT", default=None,
+                   help="continue a run from its checkpoint (model, optimizer, position)")
+    t.add_argument("--eval-batch-size", type=int, default=100, help="default %(default)s")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", default=None,
+                   help=f"output folder (default {MAIN_OUT}, or the checkpoint's folder with "
+                        "--resume, or runs/<model> for other models)")
+    o.add_argument("--samples", type=int, default=None,
+                   help=f"images in the final sample grid, 0 = none (default {MAIN_JOB['samples']})")
+    o.add_argument("--sample-seed", type=int, default=0, help="default %(default)s")
+    o.add_argument("--naive-sampler", action="store_true",
+                   help="sample with the naive sampler (one forward pass per sub-pixel) "
+                        "instead of the exact cached one")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def _model_settings(args):
+    """(model kind, config dict) from the model flags, the preset and the defaults."""
+    if args.preset:
+        config = dict(PRESETS[args.preset])
+        if args.model and args.model != config["model"]:
+            raise CLIError(f"--preset {args.preset} is a {config['model']} model, not {args.model}")
+    else:
+        config = dict(model=args.model or MAIN_JOB["model"], h=MAIN_JOB["h"],
+                      layers=MAIN_JOB["layers"], out_hidden=MAIN_JOB["out_hidden"])
+    for key in ("h", "layers", "out_hidden"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+        if config[key] < 1:
+            raise CLIError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
+    return config
+
+
+def _new_trainer(args, dev, log):
+    config = _model_settings(args)
+    if args.dataset is None and not args.mnist_dir and not args.cifar_dir and "channels" in config:
+        args.dataset = "rgb" if config["channels"] == 3 else (
+            "binary" if config["levels"] == 2 else "grey")
+    spec = dataset_spec(args)
+    data = load_data(spec)
+    config.update(channels=data.channels, levels=data.levels, seed=args.seed or 0,
+                  dtype=args.dtype or MAIN_JOB["dtype"])
+    kind = config.pop("model")
+    model = build(kind, **config)
+    check_fits(model, data)
+    if dev != "cpu":
+        model.to(dev)
+    opt = args.optimizer or MAIN_JOB["optimizer"]
+    clip = MAIN_JOB["clip"] if args.clip is None else args.clip
+    for name in ("epochs", "batch_size", "max_steps"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "epochs" else 1):
+            raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    trainer = Trainer(model, data.train, data.test, optimizer=opt, lr=args.lr,
+                      batch_size=args.batch_size or MAIN_JOB["batch_size"],
+                      epochs=MAIN_JOB["epochs"] if args.epochs is None else args.epochs,
+                      seed=args.seed or 0, clip=clip or None, dataset=spec,
+                      max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
+                      progress=not args.no_progress, log=log)
+    return trainer, data
+
+
+def _resumed_trainer(args, dev, log):
+    given = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS if getattr(args, f, None) is not None]
+    if given:
+        raise CLIError(f"with --resume the run's settings come from the checkpoint; "
+                       f"drop {', '.join(given)} (only --epochs, --max-steps, --out, --device, "
+                       f"--samples and output flags may change)")
+    _, ckpt = load_model(args.resume)
+    if not ckpt.train or "global_step" not in ckpt.train:
+        raise CLIError(f"{args.resume}: holds no training state to resume from")
+    spec = ckpt.train.get("dataset") or {}
+    data = load_data(dataset_spec(args, spec))
+    check_fits(ckpt.model, data)
+    trainer = Trainer.resume(ckpt, data.train, data.test, device=dev, epochs=args.epochs,
+                             max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
+                             progress=not args.no_progress, log=log)
+    return trainer, data
+
+
+def run(args):
+    t0 = time.perf_counter()
+    dev = device(args.device)
+    def log(*a):
+        print(*a, flush=True)
+    if args.resume:
+        trainer, data = _resumed_trainer(args, dev, log)
+        out = args.out or os.path.dirname(os.path.abspath(args.resume))
+    else:
+        trainer, data = _new_trainer(args, dev, log)
+        default_out = MAIN_OUT if not (args.model or args.preset) else os.path.join(
+            "runs", args.preset or args.model)
+        out = args.out or default_out
+    trainer.out = out
+    os.makedirs(out, exist_ok=True)
+    model = trainer.model
+    N, (C, H, W) = len(data.train), data.shape
+    log(f"{model.name}: h={model.config['h']} layers={model.config['layers']} "
+        f"out_hidden={model.config['out_hidden']} ({model.num_parameters():,} parameters, "
+        f"{model.config['dtype']}, {dev}); data {data.spec['kind']} {N} train / "
+        f"{len(data.test)} test images of {C}x{H}x{W}; {trainer.settings['optimizer']} "
+        f"lr {trainer.settings['lr']:g}, batch {trainer.settings['batch_size']}, "
+        f"{trainer.settings['epochs']} epochs of {trainer.steps_per_epoch} steps -> {out}")
+    try:
+        metrics = trainer.run()
+    except KeyboardInterrupt:
+        return 130
+    extra = {"wall_time_s": round(time.perf_counter() - t0, 2), "device": dev}
+    n_samples = MAIN_JOB["samples"] if args.samples is None else args.samples
+    if metrics["status"] == "finished" and n_samples > 0:
+        from ..figures import samples_figure
+        from ..png import write_png
+        from ..sampling import sample
+        from .common import progress_printer
+        ts = time.perf_counter()
+        images = sample(model, n_samples, H, W, seed=args.sample_seed,
+                        cached=not args.naive_sampler,
+                        progress=progress_printer("sampling", not args.no_progress))
+        path = write_png(os.path.join(out, "samples.png"),
+                         samples_figure(images, model.levels))
+        extra.update(samples_png=path, sample_time_s=round(time.perf_counter() - ts, 2))
+        log(f"wrote {path} ({n_samples} samples, {extra['sample_time_s']:.1f} s)")
+    extra["wall_time_s"] = round(time.perf_counter() - t0, 2)
+    trainer.write_metrics(extra)
+    if metrics["test_nll_nats"] is not None:
+        log(f"test NLL {metrics['test_nll_nats']:.2f} nats/image "
+            f"({metrics['test_bits_per_dim']:.4f} bits/dim) after {trainer.state['epoch']} "
+            f"epoch(s), {trainer.state['global_step']} steps; wall time {extra['wall_time_s']:.0f} s")
+    if metrics["status"] == "stopped":
+        log(f"stopped at --max-steps {args.max_steps}: continue with "
+            f"--resume {trainer.checkpoint_path}")
+    log(f"wrote {trainer.checkpoint_path} and {trainer.metrics_path}")
+    return 0
