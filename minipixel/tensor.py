@@ -1,18 +1,22 @@
 """Tensor: an array, its gradient, and the op that made it.
 
-How the engine works, in four lines:
+How the engine works, in five lines:
 - An op computes its output array and calls ``record(out, parents, backward)``.
 - ``backward(g)`` is a closure that maps the output's gradient ``g`` to one
-  gradient per parent (or None). It holds arrays, never the output tensor,
-  so the graph has no reference cycles.
-- ``Tensor.backward()`` orders the graph with an iterative depth-first search
-  (no recursion: an unrolled RNN is tens of thousands of nodes deep), walks it
-  from the output back, and *adds* each gradient into what is already there,
-  so a node used twice gets the sum of both paths.
-- After backward the graph is released (parents and closures dropped), unless
+  gradient per parent (or None). It holds only the arrays it needs.
+- The graph is made of small ``Node`` objects (parents, closure), not of the
+  tensors: an intermediate tensor's array is freed as soon as the program drops
+  it, unless a closure saved it. Leaves are reached through a weak reference,
+  so there are no reference cycles.
+- ``Tensor.backward()`` orders the nodes with an iterative depth-first search
+  (no recursion: an unrolled RNN is tens of thousands of nodes deep), walks
+  them from the output back, and *adds* each gradient into what is already
+  there, so a node used twice gets the sum of both paths.
+- After backward the graph is released (closures dropped), unless
   ``retain_graph=True``. A second backward through a released graph raises.
 """
 import contextlib
+import weakref
 
 import numpy as np
 
@@ -39,9 +43,20 @@ def is_grad_enabled():
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+class Node:
+    """One recorded op (or a leaf that needs grad) in the graph."""
+    __slots__ = ("parents", "backward", "op", "leaf", "released")
+
+    def __init__(self, parents=(), backward=None, op=None, leaf=None):
+        self.parents = parents          # a Node or None per input of the op
+        self.backward = backward        # g -> one gradient (or None) per parent
+        self.op = op
+        self.leaf = leaf                # weakref to the leaf Tensor that keeps .grad
+        self.released = False
+
+
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "op",
-                 "_released", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
     __array_priority__ = 1000  # numpy_scalar * tensor -> Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
@@ -64,10 +79,7 @@ class Tensor:
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents = ()
-        self._backward = None
-        self.op = None
-        self._released = False
+        self._node = None               # made by record(), or on first use as a leaf
 
     # ---- array facts -------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -76,6 +88,7 @@ class Tensor:
     size = property(lambda self: self.data.size)
     device = property(lambda self: backend.device_of(self.data))
     xp = property(lambda self: backend.get_array_module(self.data))
+    op = property(lambda self: self._node.op if self._node is not None else None)
 
     def __len__(self):
         return len(self.data)
@@ -112,9 +125,6 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad "
                                "(no input had requires_grad=True, or it was made under no_grad)")
-        if self._released:
-            raise RuntimeError("backward() through a graph that was already released; "
-                               "pass retain_graph=True to the first backward() to run it twice")
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(f"backward() without a gradient needs a scalar output, "
@@ -124,29 +134,37 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"gradient shape {grad.shape} does not match output shape {self.shape}")
 
-        order = _toposort(self)
-        if any(node._released for node in order):
+        root = self.node()
+        grads = {id(root): grad}
+        order = _toposort(root)
+        if any(node.released for node in order):
             # Not only the root: a new graph built on a released intermediate (h = f(x);
             # loss1.backward(); loss2 = g(h); loss2.backward()) would otherwise stop at h
             # silently, as if h were a leaf, and x would miss loss2's gradient.
             raise RuntimeError("backward() through a graph that was already released; "
                                "pass retain_graph=True to the first backward() to run it twice, "
                                "or detach() the reused tensor")
-        grads = {id(self): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)
-            if node._backward is None:          # a leaf: keep the sum
-                if g is not None:
-                    node.grad = g if node.grad is None else node.grad + g
+            if node.leaf is not None:           # a leaf: keep the sum
+                leaf = node.leaf()
+                if g is not None and leaf is not None:
+                    leaf.grad = g if leaf.grad is None else leaf.grad + g
                 continue
             if g is not None:
-                for parent, pg in zip(node._parents, node._backward(g)):
-                    if pg is None or not parent.requires_grad:
+                for parent, pg in zip(node.parents, node.backward(g)):
+                    if pg is None or parent is None:
                         continue
                     key = id(parent)
                     grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
-                node._parents, node._backward, node._released = (), None, True
+                node.parents, node.backward, node.released = (), None, True
+
+    def node(self):
+        """This tensor's graph node (a leaf node is made on first use); None if no grad."""
+        if self._node is None and self.requires_grad:
+            self._node = Node(leaf=weakref.ref(self))
+        return self._node
 
     # ---- operators (implemented in minipixel.ops) ---------------------------
     def __add__(self, o): return ops.add(self, o)
@@ -179,7 +197,7 @@ class Tensor:
 
 
 def _toposort(root):
-    """Nodes that need grad, every parent before its children (iterative DFS)."""
+    """Nodes reachable from root, every parent before its children (iterative DFS)."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
@@ -190,8 +208,8 @@ def _toposort(root):
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in seen:
+        for parent in node.parents:
+            if parent is not None and id(parent) not in seen:
                 stack.append((parent, False))
     return order
 
@@ -222,9 +240,7 @@ def record(data, parents, backward, op):
     out = Tensor(data)
     if _grad_enabled and any(p.requires_grad for p in parents):
         out.requires_grad = True
-        out._parents = tuple(parents)
-        out._backward = backward
-        out.op = op
+        out._node = Node(tuple(p.node() for p in parents), backward, op)
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from minipixel import Tensor, no_grad, ops
 from minipixel.backend import to_device, to_numpy
 from minipixel.nn import Adam, Parameter
-from minipixel.tensor import is_grad_enabled
+from minipixel.tensor import Node, is_grad_enabled
 
 
 @pytest.fixture(autouse=True)
@@ -148,30 +148,32 @@ def test_backward_argument_errors(device):
 
 
 def test_graph_is_released_so_intermediates_are_freed_without_gc(device):
-    """No reference cycles: with the cyclic collector off, an intermediate dies as soon as its
-    last reference goes. Before backward the output holds it (as a parent); after backward
-    the graph is released and `del` alone frees it."""
+    """No reference cycles: with the cyclic collector off, everything dies as soon as its
+    last reference goes. The graph holds nodes, not tensors: a dropped intermediate tensor
+    dies at once, and only the arrays that a backward closure saved live on (y's array,
+    saved by y * y), until backward releases the graph."""
     gc.collect()
     gc.disable()
     try:
         a, b = leaf([1.0, 2.0], device), leaf([3.0, 4.0], device)
         y = ops.tanh(a * b)
         z = (y * y).sum()
-        ref = weakref.ref(y)
+        ref, saved = weakref.ref(y), weakref.ref(y.data)
         del y
-        assert ref() is not None             # still a parent of z's graph
+        assert ref() is None                 # the tensor itself is not kept by the graph
+        assert saved() is not None           # its array is: the backward of y * y needs it
         z.backward()
-        assert ref() is None                 # released: nothing else pointed to it
+        assert saved() is None               # released: nothing else pointed to it
 
-        # with retain_graph the intermediate lives as long as the output...
+        # with retain_graph the saved array lives as long as the output...
         y = ops.tanh(a * b)
         z = (y * y).sum()
-        ref = weakref.ref(y)
+        saved = weakref.ref(y.data)
         del y
         z.backward(retain_graph=True)
-        assert ref() is not None
+        assert saved() is not None
         del z                                # ...and dies with it, again without gc
-        assert ref() is None
+        assert saved() is None
 
         # an unused graph is freed by refcounting alone too (closures hold arrays, not outputs)
         out = ops.conv2d(leaf(np.ones((1, 1, 4, 4)), device), leaf(np.ones((2, 1, 3, 3)), device),
@@ -190,7 +192,7 @@ def test_no_grad_records_nothing(device):
     with no_grad():
         assert not is_grad_enabled()
         y = ops.tanh(a * 2.0) @ a
-        assert not y.requires_grad and y.op is None and y._parents == () and y._backward is None
+        assert not y.requires_grad and y.op is None and y._node is None
         with no_grad():
             pass
         assert not is_grad_enabled()          # nested blocks restore the outer state
@@ -311,9 +313,10 @@ def test_python_and_numpy_scalars_take_the_tensor_dtype(device, dtype):
 # ---- memory over training steps ------------------------------------------------------------
 
 def _live_tensors():
+    """Live graph objects: Tensors and the graph's Nodes."""
     # type(), not isinstance(): isinstance reads __class__, which on a lazily loaded module
     # (importlib.util.LazyLoader) imports it, megabytes that would count as growth
-    return sum(1 for o in gc.get_objects() if issubclass(type(o), Tensor))
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), (Tensor, Node)))
 
 
 def test_memory_does_not_grow_over_optimizer_steps():
@@ -359,7 +362,7 @@ def test_memory_does_not_grow_over_optimizer_steps():
 def test_memory_check_can_fail():
     """The same measurement sees a leak of one graph per step (kept alive by a list)."""
     kept = []
-    a = Parameter(np.ones((64, 64), np.float32))
+    a = Parameter(np.ones((128, 128), np.float32))
     gc.collect()
     tracemalloc.start()
     try:

@@ -17,37 +17,39 @@ gate pre-activations K_is (*) x_i + K_ss (*) h_{i-1}, in PyTorch's gate order
 
 All four activations come from one tanh, since sigmoid(x) = (1 + tanh(x/2)) / 2:
     act = s * tanh(s * pre) + s_off,   s = 1/2, s_off = 1/2 for i, f, o;  s = 1, s_off = 0 for g
-    d act / d pre = s^2 * (1 - tanh(s * pre)^2)
+    d act / d pre = s^2 * (1 - tanh(s * pre)^2) = s^2 - (act - s_off)^2
+                  = act (1 - act) for i, f, o;  1 - g^2 for g
+so the backward needs only `act`, not the pre-activations.
 """
 from ..tensor import check_same, record
 
 
 def _gate_scale(xp, n, ndim, dtype):
-    """s per gate channel, shaped to broadcast along axis 1 of an ndim-array."""
+    """s and s_off per gate channel, shaped to broadcast along axis 1 of an ndim-array."""
     s = xp.full(4 * n, 0.5, dtype=dtype)
     s[2 * n:3 * n] = 1.0
-    return s.reshape((4 * n,) + (1,) * (ndim - 2))
+    off = s.copy()
+    off[2 * n:3 * n] = 0.0
+    shape = (4 * n,) + (1,) * (ndim - 2)
+    return s.reshape(shape), off.reshape(shape)
 
 
 def lstm_cell_forward(pre, c_prev, xp):
     """pre (., 4h, ...), c_prev (., h, ...) -> h, c (., h, ...) and the cache for the backward."""
     n = c_prev.shape[1]
-    s = _gate_scale(xp, n, pre.ndim, pre.dtype)
-    t = xp.tanh(pre * s)
-    act = t * s
-    act[:, :2 * n] += 0.5                       # i, f
-    act[:, 3 * n:] += 0.5                       # o
+    s, off = _gate_scale(xp, n, pre.ndim, pre.dtype)
+    act = xp.tanh(pre * s) * s + off
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c = f * c_prev + i * g
     tc = xp.tanh(c)
-    return o * tc, c, (s, t, act, c_prev, tc)
+    return o * tc, c, (s, off, act, c_prev, tc)
 
 
 def lstm_cell_backward(dh, dc, cache, xp):
     """Gradients of h and c  ->  gradients of pre (., 4h, ...) and c_prev (., h, ...).
 
     The steps undo the forward's, last line first."""
-    s, t, act, c_prev, tc = cache
+    s, off, act, c_prev, tc = cache
     n = c_prev.shape[1]
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     dact = xp.empty_like(act)
@@ -58,8 +60,9 @@ def lstm_cell_backward(dh, dc, cache, xp):
     dact[:, :n] = dc * g                                # di
     dact[:, n:2 * n] = dc * c_prev                      # df
     dact[:, 2 * n:3 * n] = dc * i                       # dg
-    # 3. act = s * tanh(s * pre) + s_off
-    return dact * (s * s) * (1 - t * t), dc * f
+    # 3. act = s * tanh(s * pre) + s_off:  d act / d pre = s^2 - (act - s_off)^2
+    centred = act - off
+    return dact * (s * s - centred * centred), dc * f
 
 
 def lstm_cell(pre, c_prev):

@@ -49,7 +49,7 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
     xg = xp.ascontiguousarray(xg.transpose(0, 2, 3, 1, 4))        # (D, G, S, N, L)
 
     def state_taps(h_prev):                       # (D, h, N, L) -> (D, h, T, N, L)
-        taps = xp.zeros((D, n, T, N, L), dtype=xg.dtype)
+        taps = xp.zeros((D, n, T, N, L), dtype=h_prev.dtype)
         for t, o in enumerate(offsets):
             if o >= 0:
                 taps[:, :, t, :, :L - o] = h_prev[..., o:]
@@ -57,36 +57,37 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
                 taps[:, :, t, :, -o:] = h_prev[..., :o]
         return taps
 
-    # Forward: one LSTM step per s; keep what the backward needs.
-    h_prev = xp.broadcast_to(h0.data.reshape(D, n, 1, 1), (D, n, N, L))
+    # Forward: one LSTM step per s; keep the cell caches (the taps are rebuilt from hs).
+    h_init = xp.broadcast_to(h0.data.reshape(D, n, 1, 1), (D, n, N, L))
     c_prev = xp.broadcast_to(c0.data.reshape(D, n, 1, 1), (D, n, N, L))
     hs = xp.empty((D, n, S, N, L), dtype=xg.dtype)
-    saved = []
+    caches = []
     for s in range(S):
-        taps = state_taps(h_prev)
+        taps = state_taps(hs[:, :, s - 1] if s else h_init)
         pre = xg[:, :, s] + (K @ taps.reshape(D, n * T, N * L)).reshape(D, G, N, L)
-        h_prev, c_prev, cache = lstm_cell_forward(pre, c_prev, xp)
-        hs[:, :, s] = h_prev
-        saved.append((taps, cache))
+        hs[:, :, s], c_prev, cache = lstm_cell_forward(pre, c_prev, xp)
+        caches.append(cache)
+
+    xg_shape = xg.shape
+    del xg                       # the backward needs the caches, not the gates
 
     def backward(g):
         g = xp.ascontiguousarray((g[None] if single else g).transpose(0, 2, 3, 1, 4))
-        dxg = xp.empty_like(xg)
+        dxg = xp.empty(xg_shape, dtype=hs.dtype)
         dK = xp.zeros_like(K)
-        dh_next = xp.zeros((D, n, N, L), dtype=xg.dtype)
-        dc_next = xp.zeros((D, n, N, L), dtype=xg.dtype)
+        dh_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
+        dc_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
         for s in reversed(range(S)):
-            taps, cache = saved[s]
             # 1. the cell: h_s and c_s get gradient from the output and from step s+1
-            dpre, dc_next = lstm_cell_backward(g[:, :, s] + dh_next, dc_next, cache, xp)
+            dpre, dc_next = lstm_cell_backward(g[:, :, s] + dh_next, dc_next, caches[s], xp)
             dxg[:, :, s] = dpre
             # 2. pre_s = x_gates[s] + K @ taps_s
             dpre = dpre.reshape(D, G, N * L)
-            taps = taps.reshape(D, n * T, N * L)
+            taps = state_taps(hs[:, :, s - 1] if s else h_init).reshape(D, n * T, N * L)
             dK += dpre @ taps.transpose(0, 2, 1)
             dtaps = (K.transpose(0, 2, 1) @ dpre).reshape(D, n, T, N, L)
             # 3. taps_s are shifted copies of h_{s-1}: shift each tap's gradient back
-            dh_next = xp.zeros((D, n, N, L), dtype=xg.dtype)
+            dh_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
             for t, o in enumerate(offsets):
                 if o >= 0:
                     dh_next[..., o:] += dtaps[:, :, t, :, :L - o]

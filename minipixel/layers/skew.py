@@ -36,8 +36,10 @@ def unskew(s, W):
                          f"{H + W - 1} columns, got {Ws}")
     rows, cols = _diagonal_index(H, W, xp)
 
+    shape = s.shape
+
     def backward(g):
-        full = xp.zeros(s.shape, dtype=g.dtype)
+        full = xp.zeros(shape, dtype=g.dtype)
         full[:, :, rows, cols] = g
         return (full,)
     return record(s.data[:, :, rows, cols], (s,), backward, "unskew")

@@ -78,8 +78,10 @@ def stack(tensors, axis=0):
     xp = tensors[0].xp
     axis = axis % (tensors[0].ndim + 1)
 
+    n = len(tensors)
+
     def backward(g):
-        return [xp.take(g, i, axis=axis) for i in range(len(tensors))]
+        return [xp.take(g, i, axis=axis) for i in range(n)]
     return record(xp.stack([t.data for t in tensors], axis=axis), tensors, backward, "stack")
 
 
