@@ -14,6 +14,10 @@ everything above 1.0 is im2col / col2im copies, transposes, padding, the bias
 and the autograd bookkeeping. im2col and col2im are also timed on their own.
 
     python demos/bench_conv.py [--reps 20] [--warmup 3] [--device cpu]
+
+On a machine with few cores, OpenBLAS's worker threads keep spinning for a while
+after each GEMM and compete with the single-threaded NumPy copies that follow
+(col2im right after the dcol product); compare with OPENBLAS_NUM_THREADS=1.
 """
 import argparse
 import os
@@ -109,7 +113,8 @@ def main():
            [("engine", t_engine), ("gemm", t_gemm), ("im2col", t_im2col), ("col2im", t_col2im)]}
     flops = 3 * 2 * OC * C * T * N * H * W
     print(f"conv2d fwd+bwd: N={N} C={C}->{OC} {K}x{K} pad {PAD} {H}x{W} float32 on {dev} "
-          f"({platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}); "
+          f"({platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}); "
           f"{args.reps} reps after {args.warmup} warm-up, medians")
     print(f"  engine conv2d forward+backward : {med['engine']:8.2f} ms")
     print(f"  the three GEMMs alone          : {med['gemm']:8.2f} ms  "
