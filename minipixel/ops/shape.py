@@ -81,7 +81,8 @@ def stack(tensors, axis=0):
     n = len(tensors)
 
     def backward(g):
-        return [xp.take(g, i, axis=axis) for i in range(n)]
+        index = (slice(None),) * axis
+        return [g[index + (i,)] for i in range(n)]          # views, no copies
     return record(xp.stack([t.data for t in tensors], axis=axis), tensors, backward, "stack")
 
 
