@@ -63,22 +63,30 @@ class ModelCache:
         return z.reshape(len(z), self.model.channels, self.model.values)
 
 
-def fill_cached(model, images, u, given_mask, progress=None):
-    """Fill `images` (n, C, H, W) in place where ``given_mask`` is False (see sampling.sample)."""
-    n, C, H, W = images.shape
+def visit_subpixels(model, n, H, W, choose):
+    """Walk the sub-pixels in raster order, colours inside a pixel; `choose(z, r, c, k)`
+    gets their logits z (n, values) as NumPy and returns the n values to write there."""
     with no_grad():
         cache = ModelCache(model, n, H, W)
         for r in range(H):
             cache.begin_row(r)
             for c in range(W):
-                for k in range(C):
-                    z = to_numpy(cache.logits(r, c)[:, k])                 # (n, values)
-                    drawn = draw_from_logits(z[:, 0] if z.shape[1] == 1 else z, u[:, k, r, c])
-                    keep = given_mask[:, k, r, c]
-                    images[:, k, r, c] = np.where(keep, images[:, k, r, c], drawn)
-                    cache.set_value(r, c, k, images[:, k, r, c])
-                if progress is not None:
-                    progress(r * W + c + 1, H * W)
+                for k in range(model.channels):
+                    z = to_numpy(cache.logits(r, c)[:, k])
+                    cache.set_value(r, c, k, choose(z, r, c, k))
+
+
+def fill_cached(model, images, u, given_mask, progress=None):
+    """Fill `images` (n, C, H, W) in place where ``given_mask`` is False (see sampling.sample)."""
+    n, C, H, W = images.shape
+
+    def choose(z, r, c, k):
+        drawn = draw_from_logits(z[:, 0] if z.shape[1] == 1 else z, u[:, k, r, c])
+        images[:, k, r, c] = np.where(given_mask[:, k, r, c], images[:, k, r, c], drawn)
+        if progress is not None and k == C - 1:
+            progress(r * W + c + 1, H * W)
+        return images[:, k, r, c]
+    visit_subpixels(model, n, H, W, choose)
     return images
 
 
@@ -88,14 +96,11 @@ def teacher_forced_logits(model, images):
     images = to_numpy(images)
     n, C, H, W = images.shape
     out = np.zeros((n, C, H, W, model.values))
-    with no_grad():
-        cache = ModelCache(model, n, H, W)
-        for r in range(H):
-            cache.begin_row(r)
-            for c in range(W):
-                for k in range(C):
-                    out[:, k, r, c] = to_numpy(cache.logits(r, c)[:, k])
-                    cache.set_value(r, c, k, images[:, k, r, c])
+
+    def choose(z, r, c, k):
+        out[:, k, r, c] = z
+        return images[:, k, r, c]
+    visit_subpixels(model, n, H, W, choose)
     return out
 
 
