@@ -2,6 +2,7 @@
 
     python demos/benchmark.py            # everything (~10 min on 2 cores)
     python demos/benchmark.py --quick    # fewer repetitions, smaller sampling
+    python demos/benchmark.py --device cuda --no-torch --settings all   # on a GPU
 
 The PyTorch peer is reference_tests/torch_oracle.py (torch's conv2d, its
 autograd, a Python loop over the recurrence), loaded with the same weights;
@@ -32,6 +33,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "reference_tests"))
 
+from minipixel.backend import DeviceError, check_device, to_device  # noqa: E402
 from minipixel.models import build                      # noqa: E402
 from minipixel.nn import RMSProp                       # noqa: E402
 from minipixel.sampling import sample                  # noqa: E402
@@ -39,7 +41,11 @@ from minipixel.sampling import sample                  # noqa: E402
 SETTINGS = {
     "binary 28x28 h16 L7": dict(channels=1, levels=2, h=16, layers=7, out_hidden=32, size=28),
     "rgb 32x32 256 h32 L4": dict(channels=3, levels=256, h=32, layers=4, out_hidden=64, size=32),
+    # the paper's CIFAR-10 size; not in the default run (slow on a CPU): --settings cifar
+    "cifar 32x32 256 h128 L12": dict(channels=3, levels=256, h=128, layers=12, out_hidden=1024,
+                                     size=32),
 }
+DEFAULT_SETTINGS = list(SETTINGS)[:2]
 MODELS = ["pixelcnn", "rowlstm", "diagonal"]
 BATCH, LR = 16, 1e-3
 
@@ -55,15 +61,24 @@ def images_for(cfg, size, seed=0):
     return rng.integers(0, cfg["levels"], size=(BATCH, cfg["channels"], size, size))
 
 
-def minipixel_step_fn(cfg, images):
-    model = build(**cfg, seed=0, dtype=np.float32)
+def minipixel_step_fn(cfg, images, device="cpu"):
+    model = build(**cfg, seed=0, dtype=np.float32).to(device)
+    images = to_device(images, device)
     opt = RMSProp(model.parameters(), lr=LR)
 
     def step():
         opt.zero_grad()
         model.loss(images).backward()
         opt.step()
+        synchronize(device)
     return step, model
+
+
+def synchronize(device):
+    """Wait for the GPU to finish, so a timing covers the work and not just its launch."""
+    if device == "cuda":
+        import cupy
+        cupy.cuda.Device().synchronize()
 
 
 def torch_step_fn(cfg, images, model):
@@ -71,6 +86,7 @@ def torch_step_fn(cfg, images, model):
     import torch_oracle
     torch.manual_seed(0)
     params = {k: torch.tensor(v, requires_grad=True) for k, v in model.state_dict().items()}
+    images = to_device(images, "cpu")
     masks = {k: m.float() for k, m in torch_oracle.model_masks(cfg).items()}
     net = torch_oracle.Net(cfg, params, masks)
     opt = torch.optim.RMSprop(list(params.values()), lr=LR, alpha=0.95, eps=1e-8)
@@ -155,6 +171,12 @@ def main(argv=None):
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-sampling", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--settings", default="default",
+                    help="'default' (the two settings above), 'all', or 'cifar' (the paper's "
+                         "CIFAR-10 size, 12 layers, h=128)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where minipixel runs (PyTorch always runs on the CPU)")
+    ap.add_argument("--no-torch", action="store_true", help="time minipixel alone")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -163,6 +185,15 @@ def main(argv=None):
         return
     reps = 3 if args.quick else args.reps
     models = args.models.split(",")
+    try:
+        device = check_device(args.device)
+    except DeviceError as e:
+        sys.exit(f"benchmark: {e}")
+    settings = {"default": DEFAULT_SETTINGS, "all": list(SETTINGS),
+                "cifar": [s for s in SETTINGS if s.startswith("cifar")]}[args.settings]
+    use_torch = not args.no_torch
+    if device == "cuda":        # host RSS says nothing of GPU memory
+        args.no_memory = True
     rate = gemm_rate()
     print(f"float32 matrix-product rate here: {2 * rate / 1e9:.0f} GFLOP/s; "
           f"{os.cpu_count()} cores; batch {BATCH}; medians of {reps}")
@@ -170,16 +201,19 @@ def main(argv=None):
     header = (f"{'setting':22} {'model':9} {'minipixel':>10} {'PyTorch':>9} {'ratio':>6} "
               f"{'BLAS bound':>10} {'mp/bound':>8} {'pt/bound':>8} {'mem mp':>7} {'mem pt':>7}")
     print(header)
-    for setting in SETTINGS:
+    for setting in settings:
         for model in models:
             cfg, size = config(model, setting)
             images = images_for(cfg, size)
-            mp_step, net = minipixel_step_fn(cfg, images)
-            pt_step = torch_step_fn(cfg, images, net)
-            t_mp, t_pt = timed_interleaved([mp_step, pt_step], reps)
+            mp_step, net = minipixel_step_fn(cfg, images, device)
+            if use_torch:
+                t_mp, t_pt = timed_interleaved([mp_step, torch_step_fn(cfg, images, net)], reps)
+            else:
+                t_mp, t_pt = timed_interleaved([mp_step], reps)[0], float("nan")
             bound = step_macs(cfg, size) / rate
-            mem = ("", "") if args.no_memory else (peak_mb("minipixel", model, setting),
-                                                  peak_mb("torch", model, setting))
+            mem = ("", "") if args.no_memory else (
+                peak_mb("minipixel", model, setting),
+                peak_mb("torch", model, setting) if use_torch else float("nan"))
             row = dict(setting=setting, model=model, minipixel_ms=1e3 * t_mp, torch_ms=1e3 * t_pt,
                        ratio=t_mp / t_pt, bound_ms=1e3 * bound, mp_over_bound=t_mp / bound,
                        torch_over_bound=t_pt / bound, mem_mp_mb=mem[0], mem_torch_mb=mem[1])
@@ -193,7 +227,8 @@ def main(argv=None):
         print(f"\nsampling 16 images of {size}x{size} (binary, h=16, 7 layers)")
         print(f"{'model':9} {'naive':>9} {'cached':>9} {'speed-up':>8} same images")
         for model in models:
-            net = build(model, channels=1, levels=2, h=16, layers=7, out_hidden=32, dtype=np.float32)
+            net = build(model, channels=1, levels=2, h=16, layers=7, out_hidden=32,
+                        dtype=np.float32).to(device)
             t = time.perf_counter()
             cached = sample(net, 16, size, size, seed=1, cached=True)
             t_cached = time.perf_counter() - t
