@@ -196,3 +196,19 @@ def test_python_dash_m_and_crosscheck_passthrough():
     for name in ("train", "evaluate", "sample", "complete", "receptive-field", "reference",
                  "compare", "audit"):
         assert name in r.stdout
+
+
+def test_blas_threads_respect_the_environment(monkeypatch):
+    from minipixel.cli import threads
+    calls = []
+    monkeypatch.setattr(threads, "set_blas_threads", lambda n: calls.append(n) or True)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MINIPIXEL_BLAS_THREADS", raising=False)
+    assert threads.configure_blas_threads() == 1
+    monkeypatch.setenv("MINIPIXEL_BLAS_THREADS", "3")
+    assert threads.configure_blas_threads() == 3
+    monkeypatch.delenv("MINIPIXEL_BLAS_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.configure_blas_threads() is None
+    assert calls == [1, 3]

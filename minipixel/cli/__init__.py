@@ -10,12 +10,14 @@
 
 One module per subcommand; each offers add_parser(subparsers) and run(args).
 Exit status: 0 done, 1 a check failed, 2 a usage or input error, 130 Ctrl-C.
+BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/threads.py).
 """
 import argparse
 import sys
 
 from . import complete, crosscheck, evaluate, receptive_field, sample, train
 from .common import CLIError
+from .threads import configure_blas_threads
 
 __all__ = ["main", "build_parser"]
 
@@ -29,7 +31,9 @@ def build_parser():
         description="PixelRNN (Row LSTM, Diagonal BiLSTM) and PixelCNN on a tiny NumPy/CuPy "
                     "autograd engine.\nWith no arguments: the default main job, a small "
                     "Diagonal BiLSTM on the embedded binarized digits (~5 min on 2 CPU cores).",
-        epilog="`minipixel COMMAND --help` for each command's options.")
+        epilog="`minipixel COMMAND --help` for each command's options.\n"
+               "Environment: MINIPIXEL_BLAS_THREADS=N (default 1: small GEMMs run faster and "
+               "never stall on a busy machine).")
     p.add_argument("--version", action="version", version=f"minipixel {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
@@ -42,12 +46,14 @@ def main(argv=None):
     """Run the command line; returns the exit status (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in crosscheck.COMMANDS:
+        configure_blas_threads()
         return crosscheck.run(argv[0], argv[1:])
     parser = build_parser()
     names = {"train", "evaluate", "sample", "complete", "receptive-field"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train"] + argv               # `minipixel [train flags]`: the train command
     args = parser.parse_args(argv)
+    configure_blas_threads()
     try:
         return args.run(args)
     except CLIError as e:

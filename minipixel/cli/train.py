@@ -14,7 +14,7 @@ from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fit
                      device, load_data, load_model)
 
 # The default main job (measured: see the README's results table).
-MAIN_JOB = dict(model="diagonal", h=16, layers=1, out_hidden=32, dataset="binary", epochs=4,
+MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=12,
                 batch_size=16, optimizer="adam", lr=None, clip=100.0, seed=0, dtype="float32",
                 samples=64)
 MAIN_OUT = os.path.join("runs", "main")
@@ -165,6 +165,9 @@ def run(args):
         out = args.out or default_out
     trainer.out = out
     os.makedirs(out, exist_ok=True)
+    if not args.resume and os.path.exists(trainer.checkpoint_path):
+        log(f"note: starting afresh over {trainer.checkpoint_path} "
+            f"(--resume {trainer.checkpoint_path} would continue it)")
     model = trainer.model
     N, (C, H, W) = len(data.train), data.shape
     log(f"{model.name}: h={model.config['h']} layers={model.config['layers']} "
