@@ -148,8 +148,8 @@ class Tensor:
             g = grads.pop(id(node), None)
             if node.leaf is not None:           # a leaf: keep the sum
                 leaf = node.leaf()
-                if g is not None and leaf is not None:
-                    leaf.grad = g if leaf.grad is None else leaf.grad + g
+                if g is not None and leaf is not None:   # a fresh, writable array of its own
+                    leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
                 continue
             if g is not None:
                 for parent, pg in zip(node.parents, node.backward(g)):

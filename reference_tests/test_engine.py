@@ -376,3 +376,17 @@ def test_memory_check_can_fail():
         tracemalloc.stop()
     assert tensors50 - tensors10 >= 80
     assert mem50 - mem10 > 1_000_000
+
+
+def test_leaf_grad_is_a_writable_array_of_its_own(device):
+    """sum's backward broadcasts (a read-only view) and a seed gradient is the caller's
+    array: the leaf's .grad must be neither, so updating it in place is safe."""
+    a = leaf([[1.0, 2.0], [3.0, 4.0]], device)
+    a.sum().backward()
+    a.grad += 1.0                                  # would raise on a read-only view
+    np.testing.assert_array_equal(grad(a), np.full((2, 2), 2.0))
+    b = leaf([1.0, 2.0], device)
+    seed = to_device(np.array([0.5, 0.25]), device)
+    b.backward(seed)                               # the seed reaches the leaf unchanged
+    b.grad *= 2
+    np.testing.assert_array_equal(to_device(seed, "cpu"), [0.5, 0.25])
