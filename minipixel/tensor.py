@@ -229,9 +229,9 @@ def check_same(*tensors, op="op"):
     if len(devices) > 1:
         raise backend.DeviceError(f"{op}: inputs are on different devices {sorted(devices)}; "
                                   f"move them with .to(device) first")
-    dtypes = {t.dtype for t in tensors if t.dtype in FLOAT_DTYPES}
-    if len(dtypes) > 1:
-        raise TypeError(f"{op}: mixed float dtypes {sorted(map(str, dtypes))}; "
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1 and dtypes & set(FLOAT_DTYPES):
+        raise TypeError(f"{op}: mixed dtypes {sorted(map(str, dtypes))}; "
                         f"minipixel never promotes silently: cast one side with astype")
 
 

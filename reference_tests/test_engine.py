@@ -291,9 +291,9 @@ MIXING = {
 def test_mixing_float32_and_float64_raises(name):
     a = leaf(np.full((2, 3), 1.5), "cpu", np.float32)
     b = leaf(np.full((2, 3), 0.5), "cpu", np.float64)
-    with pytest.raises(TypeError, match="mixed float dtypes.*float32.*float64"):
+    with pytest.raises(TypeError, match="mixed dtypes.*float32.*float64"):
         MIXING[name](a, b)
-    with pytest.raises(TypeError, match="mixed float dtypes"):
+    with pytest.raises(TypeError, match="mixed dtypes"):
         MIXING[name](a, np.full((2, 3), 0.5))     # a float64 NumPy array is no exception
 
 
@@ -390,3 +390,10 @@ def test_leaf_grad_is_a_writable_array_of_its_own(device):
     b.backward(seed)                               # the seed reaches the leaf unchanged
     b.grad *= 2
     np.testing.assert_array_equal(to_device(seed, "cpu"), [0.5, 0.25])
+
+
+def test_integer_and_float_tensors_do_not_mix_silently(device):
+    a = leaf([1.0, 2.0], device, np.float32)
+    ints = Tensor(to_device(np.array([1, 2]), device))
+    with pytest.raises(TypeError, match="mixed dtypes.*int64"):
+        a + ints
