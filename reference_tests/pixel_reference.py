@@ -1,0 +1,346 @@
+"""Slow, independent references and exact causal fields for the issue-3 tests.
+
+Nothing here imports the library's layer code paths it is compared with: the
+LSTM cell, the scan, skew, masked convolutions and the layers are written out
+formula by formula (scalar loops where that stays affordable), from
+/work/shared/paper-notes.md.
+
+Dependency maps
+---------------
+``layer_dependency_map`` is the single-layer, feature-level counterpart of
+``minipixel.causality.dependency_map``: for a layer (N, Cin, H, W) ->
+(N, Cout, H, W) it returns a boolean (Cout, H, W, Cin, H, W) map, computed
+from exact gradients (one batch copy per output element). ``group_context``
+is what a mask-B (or mask-A, ``strict``) layer may depend on: input features
+at earlier pixels, or at the same pixel with colour group <= g (< g).
+
+Exact fields (paper-notes section 7): ``pixelcnn_model_field``,
+``row_lstm_model_field`` and ``diagonal_model_missing`` give the model fields;
+``*_stack_field`` give the fields of stacks of layers, feature-level.
+"""
+import contextlib
+import math
+
+import numpy as np
+
+from minipixel.backend import to_numpy
+from minipixel.causality import context_map, probe_activation
+from minipixel.tensor import Tensor
+
+
+# ---- scalar helpers ------------------------------------------------------------------------
+
+def sigmoid(x):
+    """1 / (1 + e^-x) for a Python float, without overflow."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+# ---- LSTM -----------------------------------------------------------------------------------
+
+def ref_lstm_cell(pre, c_prev):
+    """pre (N, 4h, L), c_prev (N, h, L) -> h, c, one scalar at a time.
+
+    Gate order (i, f, g, o):
+        i = sigmoid(pre[k]), f = sigmoid(pre[h + k]), g = tanh(pre[2h + k]), o = sigmoid(pre[3h + k])
+        c = f c_prev + i g,  h = o tanh(c)
+    """
+    pre = np.asarray(pre, dtype=np.float64)
+    c_prev = np.asarray(c_prev, dtype=np.float64)
+    N, G, L = pre.shape
+    n = G // 4
+    assert G == 4 * n and c_prev.shape == (N, n, L)
+    h_out = np.empty((N, n, L))
+    c_out = np.empty((N, n, L))
+    for b in range(N):
+        for k in range(n):
+            for l in range(L):
+                in_gate = sigmoid(pre[b, k, l])
+                forget = sigmoid(pre[b, n + k, l])
+                content = math.tanh(pre[b, 2 * n + k, l])
+                out_gate = sigmoid(pre[b, 3 * n + k, l])
+                c = forget * c_prev[b, k, l] + in_gate * content
+                c_out[b, k, l] = c
+                h_out[b, k, l] = out_gate * math.tanh(c)
+    return h_out, c_out
+
+
+def ref_state_to_state(h_prev, k_ss, offsets):
+    """K_ss applied to the previous step's states: a cross-correlation along the L axis.
+
+    h_prev (N, h, L), k_ss (4h, h, KH, KW) with KH * KW taps in row-major order; tap t
+    reads position l + offsets[t] (zero outside 0..L-1)."""
+    N, n, L = h_prev.shape
+    G = k_ss.shape[0]
+    K = k_ss.reshape(G, n, -1)
+    assert K.shape[2] == len(offsets)
+    out = np.zeros((N, G, L))
+    for l in range(L):
+        for t, o in enumerate(offsets):
+            src = l + o
+            if 0 <= src < L:
+                out[:, :, l] += np.einsum("gk,nk->ng", K[:, :, t], h_prev[:, :, src])
+    return out
+
+
+def ref_lstm_scan(x_gates, k_ss, h0, c0, offsets):
+    """x_gates (N, 4h, S, L) -> hidden states (N, h, S, L), one step at a time."""
+    x_gates = np.asarray(x_gates, dtype=np.float64)
+    N, G, S, L = x_gates.shape
+    n = G // 4
+    h_prev = np.broadcast_to(np.asarray(h0, dtype=np.float64)[None, :, None], (N, n, L)).copy()
+    c_prev = np.broadcast_to(np.asarray(c0, dtype=np.float64)[None, :, None], (N, n, L)).copy()
+    hs = np.empty((N, n, S, L))
+    for s in range(S):
+        pre = x_gates[:, :, s] + ref_state_to_state(h_prev, np.asarray(k_ss, np.float64), offsets)
+        h_prev, c_prev = ref_lstm_cell(pre, c_prev)
+        hs[:, :, s] = h_prev
+    return hs
+
+
+# ---- skew, convolutions, layers --------------------------------------------------------------
+
+def ref_skew(x):
+    """S[..., r, r + c] = X[..., r, c], zeros elsewhere: (N, C, H, W) -> (N, C, H, H + W - 1)."""
+    N, C, H, W = x.shape
+    s = np.zeros((N, C, H, H + W - 1), dtype=x.dtype)
+    for r in range(H):
+        for c in range(W):
+            s[:, :, r, r + c] = x[:, :, r, c]
+    return s
+
+
+def ref_unskew(s, W):
+    """X[..., r, c] = S[..., r, r + c]."""
+    N, C, H, _ = s.shape
+    x = np.zeros((N, C, H, W), dtype=s.dtype)
+    for r in range(H):
+        for c in range(W):
+            x[:, :, r, c] = s[:, :, r, r + c]
+    return x
+
+
+def ref_conv_mask(kind, out_groups, in_groups, KH, KW):
+    """The causal mask written from the spec, entry by entry."""
+    m = np.zeros((len(out_groups), len(in_groups), KH, KW))
+    ci, cj = KH // 2, KW // 2
+    for o, go in enumerate(out_groups):
+        for i, gi in enumerate(in_groups):
+            for y in range(KH):
+                for x in range(KW):
+                    if y < ci or (y == ci and x < cj):
+                        m[o, i, y, x] = 1
+                    elif y == ci and x == cj:
+                        m[o, i, y, x] = (gi < go) if kind == "A" else (gi <= go)
+    return m
+
+
+def ref_masked_conv(x, w, b, mask):
+    """Cross-correlation of x (N, C, H, W) with w * mask, 'same' zero padding (odd kernels)."""
+    N, C, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    ph, pw = KH // 2, KW // 2
+    xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    xpad[:, :, ph:ph + H, pw:pw + W] = x
+    wm = w * mask
+    out = np.zeros((N, OC, H, W)) + (0 if b is None else b[None, :, None, None])
+    for y in range(KH):
+        for z in range(KW):
+            out += np.einsum("oc,nchw->nohw", wm[:, :, y, z], xpad[:, :, y:y + H, z:z + W])
+    return out
+
+
+def _np(p):
+    return np.asarray(to_numpy(p.data), dtype=np.float64)
+
+
+def ref_conv_module(conv, x):
+    """A MaskedConv2d's output from its parameters, with the mask rebuilt from the spec."""
+    OC, C, KH, KW = conv.weight.shape
+    return ref_masked_conv(x, _np(conv.weight), None if conv.bias is None else _np(conv.bias),
+                           np.asarray(to_numpy(conv.mask), dtype=np.float64))
+
+
+ROW_OFFSETS = (-1, 0, 1)
+DIAGONAL_OFFSETS = (-1, 0)
+
+
+def ref_row_lstm_hidden(layer, x):
+    """RowLSTMLayer's hidden states from its parameters: 1 x 3 mask-B conv, then the row scan."""
+    gates = ref_conv_module(layer.input_to_state, x)
+    return ref_lstm_scan(gates, _np(layer.state_to_state), _np(layer.h0), _np(layer.c0),
+                         ROW_OFFSETS)
+
+
+def ref_row_lstm_layer(layer, x):
+    return x + ref_conv_module(layer.output, ref_row_lstm_hidden(layer, x))
+
+
+def ref_diagonal_lstm(direction, x, offsets=DIAGONAL_OFFSETS):
+    """One direction (left to right) of the Diagonal BiLSTM from its parameters.
+
+    1 x 1 mask-B conv (bias added on the skewed map, padding included), skew, scan over
+    the skewed columns with the 2 x 1 state kernel padded at the top, unskew."""
+    conv = direction.input_to_state
+    gates = ref_masked_conv(x, _np(conv.weight), None, np.asarray(to_numpy(conv.mask), np.float64))
+    skewed = ref_skew(gates) + _np(conv.bias)[None, :, None, None]          # (N, 4h, H, W')
+    columns = skewed.transpose(0, 1, 3, 2)                                    # steps = columns
+    hs = ref_lstm_scan(columns, _np(direction.state_to_state), _np(direction.h0),
+                       _np(direction.c0), offsets)
+    return ref_unskew(hs.transpose(0, 1, 3, 2), x.shape[3])
+
+
+def ref_shift_down(a):
+    out = np.zeros_like(a)
+    out[:, :, 1:] = a[:, :, :-1]
+    return out
+
+
+def ref_bilstm_hidden(layer, x):
+    l2r = ref_diagonal_lstm(layer.left_to_right, x)
+    r2l = ref_diagonal_lstm(layer.right_to_left, x[..., ::-1])[..., ::-1]
+    return l2r + ref_shift_down(r2l)
+
+
+def ref_bilstm_layer(layer, x):
+    return x + ref_conv_module(layer.output, ref_bilstm_hidden(layer, x))
+
+
+# ---- dependency maps ---------------------------------------------------------------------------
+
+def layer_dependency_map(layer, in_channels, H, W, seed=0, leaky=True, device=None):
+    """(Cout, H, W, Cin, H, W) boolean: does output feature (o, r, c) move with input (i, r', c')?
+
+    One batch copy of a random input per output element; copy n's backward weight
+    selects only output element n. Runs in the layer's dtype and device."""
+    rng = np.random.default_rng(seed)
+    p0 = layer.parameters()[0]
+    xp, dtype = p0.xp, p0.dtype
+    probe = rng.uniform(-1, 1, size=(1, in_channels, H, W))
+    with (probe_activation(layer) if leaky else contextlib.nullcontext()):
+        # the output's size first, from one copy
+        out_channels = layer(Tensor(xp.asarray(probe, dtype=dtype))).shape[1]
+        n_out = out_channels * H * W
+        x = Tensor(xp.asarray(probe.repeat(n_out, axis=0), dtype=dtype), requires_grad=True)
+        out = layer(x)
+    assert out.shape == (n_out, out_channels, H, W), out.shape
+    select = np.eye(n_out).reshape(n_out, out_channels, H, W)
+    weights = rng.uniform(0.5, 1.5, size=out.shape) * select
+    out.backward(xp.asarray(weights, dtype=dtype))
+    return to_numpy(x.grad).reshape(out_channels, H, W, in_channels, H, W) != 0
+
+
+def group_context(out_groups, in_groups, H, W, strict=False):
+    """What a causal layer may depend on (Cout, H, W, Cin, H, W): input features at earlier
+    pixels (raster order), or at the same pixel with group <= the output's (< if strict)."""
+    pos = np.arange(H * W).reshape(H, W)
+    earlier = pos[:, :, None, None] > pos[None, None, :, :]          # (H, W, H, W)
+    same = pos[:, :, None, None] == pos[None, None, :, :]
+    go = np.asarray(out_groups)[:, None]
+    gi = np.asarray(in_groups)[None, :]
+    colour_ok = (gi < go) if strict else (gi <= go)                  # (Cout, Cin)
+    return (earlier[None, :, :, None] |
+            (same[None, :, :, None] & colour_ok[:, None, None, :, None, None]))
+
+
+def violations(dep, allowed):
+    """Entries ((o, r, c), (i, r', c')) of dep outside allowed."""
+    return [(tuple(map(int, i[:3])), tuple(map(int, i[3:]))) for i in np.argwhere(dep & ~allowed)]
+
+
+def pixel_field(H, W, reach):
+    """(H, W, H, W): reach(d, dx) for each earlier pixel, d = r - r', dx = c' - c."""
+    f = np.zeros((H, W, H, W), dtype=bool)
+    for r in range(H):
+        for c in range(W):
+            for rp in range(r + 1):
+                for cp in range(W):
+                    if (rp, cp) < (r, c):
+                        f[r, c, rp, cp] = reach(r - rp, cp - c)
+    return f
+
+
+def feature_field(out_groups, in_groups, H, W, reach, strict=False):
+    """Exact field of a layer stack: reach(d, dx) at earlier pixels (all groups), the colour
+    rule at the same pixel."""
+    go = np.asarray(out_groups)[:, None]
+    gi = np.asarray(in_groups)[None, :]
+    colour_ok = (gi < go) if strict else (gi <= go)
+    eye = np.eye(H * W, dtype=bool).reshape(H, W, H, W)
+    f = pixel_field(H, W, reach)[None, :, :, None] | \
+        (eye[None, :, :, None] & colour_ok[:, None, None, :, None, None])
+    return np.broadcast_to(f, (len(out_groups), H, W, len(in_groups), H, W))
+
+
+def conv_reach(KH, KW):
+    """An odd KH x KW masked conv: rows above within KH//2, columns within KW//2;
+    on its own row the KW//2 pixels to the left."""
+    def reach(d, dx):
+        if d == 0:
+            return -(KW // 2) <= dx < 0
+        return d <= KH // 2 and abs(dx) <= KW // 2
+    return reach
+
+
+def row_lstm_stack_reach(L):
+    """L Row LSTM layers: for d >= 1, c - d - L <= c' <= c + d; on the row, c - L <= c' < c."""
+    def reach(d, dx):
+        if d == 0:
+            return -L <= dx < 0
+        return -d - L <= dx <= d
+    return reach
+
+
+def pixelcnn_stack_reach(L):
+    """L PixelCNN blocks (3 x 3 mask B): d <= L, c - L <= c' <= c + d; on the row c - L <= c' < c."""
+    def reach(d, dx):
+        if d == 0:
+            return -L <= dx < 0
+        return d <= L and -L <= dx <= d
+    return reach
+
+
+def full_reach(d, dx):
+    return True
+
+
+# ---- whole-model fields (paper-notes section 7) -------------------------------------------------
+
+def _model_field(C, H, W, reach):
+    """(C, H, W, C, H, W): reach(d, dx) at earlier pixels, all colours; the colour order inside
+    the current pixel."""
+    ctx = context_map(C, H, W)
+    eye = np.eye(H * W, dtype=bool).reshape(H, W, H, W)[None, :, :, None]
+    return (pixel_field(H, W, reach)[None, :, :, None] | (eye & ctx)) & ctx
+
+
+def pixelcnn_model_field(C, H, W, L):
+    """d <= 3 + L; c' >= c - 3 - L; for d >= 1 also c' <= c + 2 + min(d, L + 1);
+    on the current row c - 3 - L <= c' < c."""
+    def reach(d, dx):
+        if d == 0:
+            return -3 - L <= dx < 0
+        return d <= 3 + L and dx >= -3 - L and dx <= 2 + min(d, L + 1)
+    return _model_field(C, H, W, reach)
+
+
+def row_lstm_model_field(C, H, W, L):
+    """for d >= 1: c - 3 - L - d <= c' <= c + 2 + d; on the current row c - 3 - L <= c' < c."""
+    def reach(d, dx):
+        if d == 0:
+            return -3 - L <= dx < 0
+        return -3 - L - d <= dx <= 2 + d
+    return _model_field(C, H, W, reach)
+
+
+def diagonal_model_missing(C, H, W):
+    """The set section 7 says the Diagonal BiLSTM model misses: for every output colour k of
+    pixel (r + 1, c) with c <= W - 5, the last colour of input pixel (r, W - 1)."""
+    return {((k, r + 1, c), (C - 1, r, W - 1))
+            for r in range(H - 1) for c in range(W - 4) for k in range(C)}
+
+
+def as_set(mask):
+    return {(tuple(map(int, i[:3])), tuple(map(int, i[3:]))) for i in np.argwhere(mask)}

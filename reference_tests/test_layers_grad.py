@@ -1,0 +1,225 @@
+"""Hand-written backwards of every layer, checked by finite differences in float64.
+
+Element-wise ``gradcheck`` on small tensors (inputs and every parameter),
+``gradcheck_directional`` for whole models. Parameters are checked by passing
+the module's own Parameter objects to the checker: the function closes over the
+module, the checker perturbs each parameter's data in place (and restores it),
+so the module computes with the perturbed values. Weights are the modules'
+random (non-zero) initialisation, sometimes scaled up so the LSTM gates leave
+their linear range; masked-out weight entries must get exactly zero gradient,
+which the element-wise check also verifies (numeric 0 vs analytic 0).
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minipixel import Tensor, gradcheck, gradcheck_directional
+from minipixel.layers import (DiagonalBiLSTMLayer, DiagonalLSTM, MaskedConv2d, PixelCNNBlock,
+                              RowLSTMLayer, channel_groups, lstm_cell, lstm_scan, sigmoid_nll,
+                              skew, softmax_nll, unskew)
+from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
+
+from conftest import random_array
+
+colours = st.sampled_from([1, 3])
+seeds = st.integers(0, 10_000)
+
+
+def leaf(rng, shape, low=-1.0, high=1.0):
+    return Tensor(random_array(rng, shape, low=low, high=high), requires_grad=True)
+
+
+def scale_params(module, factor):
+    """Make the weights larger than their init so the nonlinearities are exercised."""
+    for p in module.parameters():
+        p.data = p.data * factor
+    return module
+
+
+def check_module(fn, module, *inputs):
+    """gradcheck of fn(*inputs) w.r.t. the inputs and every parameter of module."""
+    n = len(inputs)
+    params = module.parameters()
+    assert all(p.dtype == np.float64 for p in params)
+    assert gradcheck(lambda *ts: fn(*ts[:n]), *inputs, *params)
+
+
+# ---- masked convolution ----------------------------------------------------------------------
+
+@given(kind=st.sampled_from(["A", "B"]), c=colours, n_in=st.integers(1, 4), n_out=st.integers(1, 4),
+       k=st.sampled_from([(1, 1), (1, 3), (3, 1), (3, 3), (5, 3)]), N=st.integers(1, 2),
+       H=st.integers(1, 4), W=st.integers(1, 4), seed=seeds)
+def test_masked_conv2d_grad(kind, c, n_in, n_out, k, N, H, W, seed):
+    rng = np.random.default_rng(seed)
+    conv = MaskedConv2d(kind, channel_groups(n_out, c), channel_groups(n_in, c), k, rng=rng,
+                        dtype=np.float64)
+    check_module(conv, conv, leaf(rng, (N, n_in, H, W)))
+
+
+# ---- the LSTM cell and scan -----------------------------------------------------------------
+
+@given(N=st.integers(1, 2), h=st.integers(1, 3), L=st.integers(1, 4), seed=seeds)
+def test_lstm_cell_grad(N, h, L, seed):
+    rng = np.random.default_rng(seed)
+    pre, c_prev = leaf(rng, (N, 4 * h, L), -3, 3), leaf(rng, (N, h, L), -2, 2)
+
+    def fn(p, c):
+        hh, cc = lstm_cell(p, c)
+        return hh * 1.3 + cc * 0.7      # both outputs, weighted differently
+    assert gradcheck(fn, pre, c_prev)
+
+
+@given(kind=st.sampled_from(["row", "diagonal"]), N=st.integers(1, 2), h=st.integers(1, 2),
+       S=st.integers(1, 4), L=st.integers(1, 4), seed=seeds)
+def test_lstm_scan_grad(kind, N, h, S, L, seed):
+    offsets, kshape = {"row": ((-1, 0, 1), (1, 3)), "diagonal": ((-1, 0), (2, 1))}[kind]
+    rng = np.random.default_rng(seed)
+    xg = leaf(rng, (N, 4 * h, S, L), -2, 2)
+    k_ss = leaf(rng, (4 * h, h) + kshape, -1.5, 1.5)
+    h0, c0 = leaf(rng, (h,)), leaf(rng, (h,))
+    assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, offsets), xg, k_ss, h0, c0)
+
+
+def test_lstm_scan_grad_reaches_initial_state_through_every_step():
+    """h0 and c0 enter at step 0 only; their gradient must come back through all steps."""
+    rng = np.random.default_rng(11)
+    h, S, L = 2, 6, 3
+    xg = leaf(rng, (1, 4 * h, S, L))
+    k_ss = leaf(rng, (4 * h, h, 2, 1), -2, 2)
+    h0, c0 = leaf(rng, (h,)), leaf(rng, (h,))
+    # only the last step's output is used
+    assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, (-1, 0))[:, :, -1], xg, k_ss, h0, c0)
+
+
+# ---- skew ------------------------------------------------------------------------------------
+
+@given(N=st.integers(1, 2), C=st.integers(1, 2), H=st.integers(1, 4), W=st.integers(1, 4),
+       seed=seeds)
+def test_skew_unskew_grad(N, C, H, W, seed):
+    rng = np.random.default_rng(seed)
+    assert gradcheck(skew, leaf(rng, (N, C, H, W)))
+    assert gradcheck(lambda s: unskew(s, W), leaf(rng, (N, C, H, H + W - 1)))
+    assert gradcheck(lambda x: unskew(skew(x) * 2.0, W), leaf(rng, (N, C, H, W)))
+
+
+# ---- the layers ------------------------------------------------------------------------------
+
+@given(h=st.integers(1, 3), c=colours, H=st.integers(1, 3), W=st.integers(1, 4),
+       big=st.booleans(), seed=seeds)
+def test_row_lstm_layer_grad(h, c, H, W, big, seed):
+    rng = np.random.default_rng(seed)
+    layer = scale_params(RowLSTMLayer(h, c, rng, np.float64), 3.0 if big else 1.0)
+    check_module(layer, layer, leaf(rng, (1, 2 * h, H, W)))
+
+
+@given(h=st.integers(1, 2), c=colours, H=st.integers(1, 3), W=st.integers(1, 4), seed=seeds)
+def test_diagonal_lstm_grad(h, c, H, W, seed):
+    rng = np.random.default_rng(seed)
+    direction = scale_params(DiagonalLSTM(h, c, rng, np.float64), 2.0)
+    check_module(direction, direction, leaf(rng, (1, 2 * h, H, W)))
+
+
+@given(h=st.integers(1, 2), c=colours, H=st.integers(1, 3), W=st.integers(1, 4), seed=seeds)
+def test_diagonal_bilstm_layer_grad(h, c, H, W, seed):
+    rng = np.random.default_rng(seed)
+    layer = scale_params(DiagonalBiLSTMLayer(h, c, rng, np.float64), 2.0)
+    check_module(layer, layer, leaf(rng, (1, 2 * h, H, W)))
+
+
+def test_diagonal_bilstm_layer_grad_rgb_h3_odd_size():
+    rng = np.random.default_rng(7)
+    layer = scale_params(DiagonalBiLSTMLayer(3, 3, rng, np.float64), 1.5)
+    x = leaf(rng, (2, 6, 3, 5))
+    check_module(layer, layer, x)
+
+
+@given(h=st.integers(1, 3), c=colours, H=st.integers(1, 4), W=st.integers(1, 4), seed=seeds)
+def test_pixelcnn_block_grad(h, c, H, W, seed):
+    rng = np.random.default_rng(seed)
+    block = scale_params(PixelCNNBlock(h, c, rng, np.float64), 2.0)
+    check_module(block, block, leaf(rng, (1, 2 * h, H, W)))
+
+
+# ---- losses ----------------------------------------------------------------------------------
+
+@given(N=st.integers(1, 2), K=st.integers(2, 5), rest=st.sampled_from([(), (3,), (2, 2, 3)]),
+       scale=st.sampled_from([1.0, 10.0]), seed=seeds)
+def test_softmax_nll_grad(N, K, rest, scale, seed):
+    rng = np.random.default_rng(seed)
+    tgt = rng.integers(0, K, size=(N,) + rest)
+    assert gradcheck(lambda z: softmax_nll(z, tgt), leaf(rng, (N, K) + rest, -scale, scale))
+
+
+@given(shape=st.sampled_from([(3,), (2, 3, 2, 2), (1, 1, 3, 4)]),
+       scale=st.sampled_from([1.0, 10.0]), seed=seeds)
+def test_sigmoid_nll_grad(shape, scale, seed):
+    rng = np.random.default_rng(seed)
+    tgt = rng.integers(0, 2, size=shape)
+    assert gradcheck(lambda z: sigmoid_nll(z, tgt), leaf(rng, shape, -scale, scale))
+
+
+# ---- whole models ----------------------------------------------------------------------------
+
+MODEL_CASES = [
+    # (class, channels, levels, h, layers, H, W)
+    (PixelCNN, 1, 2, 2, 2, 3, 5),
+    (RowLSTM, 1, 2, 2, 2, 5, 3),
+    (DiagonalBiLSTM, 1, 2, 2, 2, 3, 4),
+    (PixelCNN, 3, 4, 3, 2, 3, 4),
+    (RowLSTM, 3, 4, 3, 2, 4, 3),
+    (DiagonalBiLSTM, 3, 4, 3, 1, 3, 5),
+    (RowLSTM, 3, 256, 3, 1, 2, 3),
+]
+
+
+def model_case_id(case):
+    cls, C, levels, h, layers, H, W = case
+    return f"{cls.__name__}-C{C}-L{levels}-h{h}x{layers}-{H}x{W}"
+
+
+def build_case(case, seed=0):
+    cls, C, levels, h, layers, H, W = case
+    model = cls(channels=C, levels=levels, h=h, layers=layers, out_hidden=5, seed=seed,
+                dtype=np.float64)
+    rng = np.random.default_rng(seed + 100)
+    images = rng.integers(0, levels, size=(2, C, H, W))
+    return model, images
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=model_case_id)
+def test_model_grad_directional(case):
+    """The NLL of a batch, through the whole model, w.r.t. the scaled input and every parameter."""
+    model, images = build_case(case)
+    x = Tensor(model.scale(images).data.copy(), requires_grad=True)
+    params = model.parameters()
+
+    def fn(x_, *ps):
+        return model.nll_from_logits(model.logits_from_scaled(x_), images)
+    assert gradcheck_directional(fn, x, *params, n_directions=4, seed=1)
+    # and the logits themselves (every output element weighted)
+    assert gradcheck_directional(lambda x_, *ps: model.logits_from_scaled(x_), x, *params,
+                                 n_directions=2, seed=2)
+
+
+@pytest.mark.parametrize("case", MODEL_CASES[:6], ids=model_case_id)
+def test_model_grad_elementwise(case):
+    """Element by element, the input and every parameter of a tiny model (400-1800 numbers),
+    through the NLL of one image."""
+    model, images = build_case(case, seed=3)
+    x = Tensor(model.scale(images[:1]).data.copy(), requires_grad=True)
+    assert gradcheck(lambda x_, *ps: model.nll_from_logits(model.logits_from_scaled(x_), images[:1]),
+                     x, *model.parameters())
+
+
+def test_model_nll_grad_matches_loss():
+    """loss() is the batch mean of nll(); its parameter gradients are the mean of each image's."""
+    model, images = build_case(MODEL_CASES[3], seed=4)
+    model.loss(images).backward()
+    g_mean = [p.grad.copy() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    for i in range(len(images)):
+        model.nll(images[i:i + 1]).sum().backward()
+    for p, g in zip(model.parameters(), g_mean):
+        np.testing.assert_allclose(p.grad / len(images), g, rtol=1e-10, atol=1e-14)
