@@ -25,6 +25,7 @@ import numpy as np
 
 from minipixel.backend import to_numpy
 from minipixel.causality import context_map, probe_activation
+from minipixel.nn import Module, ModuleList
 from minipixel.tensor import Tensor
 
 
@@ -344,3 +345,29 @@ def diagonal_model_missing(C, H, W):
 
 def as_set(mask):
     return {(tuple(map(int, i[:3])), tuple(map(int, i[3:]))) for i in np.argwhere(mask)}
+
+
+class Stack(Module):
+    """Layers applied one after the other (a model without head, for layer tests)."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = ModuleList(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def assert_none(found, what="dependencies outside the context"):
+    """Fail with a short message (pytest's diff of a long list against [] is very slow)."""
+    if len(found):
+        raise AssertionError(f"{len(found)} {what}, e.g. {list(found)[:5]}")
+
+
+def assert_same_set(got, want, what="dependencies"):
+    extra, missing = set(got) - set(want), set(want) - set(got)
+    if extra or missing:
+        raise AssertionError(f"{len(extra)} unexpected {what}, e.g. {sorted(extra)[:4]}; "
+                             f"{len(missing)} missing, e.g. {sorted(missing)[:4]}")

@@ -20,22 +20,10 @@ from minipixel.causality import context_map, coverage, dependency_map, leaks
 from minipixel.layers import (DiagonalBiLSTMLayer, MaskedConv2d, PixelCNNBlock, RowLSTMLayer,
                               channel_groups)
 from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
-from minipixel.nn import Module, ModuleList
 
-from pixel_reference import (as_set, conv_reach, diagonal_model_missing, feature_field,
-                             group_context, layer_dependency_map, pixelcnn_model_field,
+from pixel_reference import (Stack, as_set, assert_none, assert_same_set, conv_reach,
+                             diagonal_model_missing, feature_field, group_context, layer_dependency_map, pixelcnn_model_field,
                              pixelcnn_stack_reach, row_lstm_model_field, row_lstm_stack_reach)
-
-
-class Stack(Module):
-    def __init__(self, layers):
-        super().__init__()
-        self.layers = ModuleList(layers)
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return x
 
 
 def model(cls, colours, levels, h, layers, seed=0):
@@ -44,10 +32,7 @@ def model(cls, colours, levels, h, layers, seed=0):
 
 
 def assert_same_field(dep, want):
-    extra, missing = as_set(dep & ~want), as_set(want & ~dep)
-    assert not extra and not missing, (
-        f"{len(extra)} unexpected dependencies, e.g. {sorted(extra)[:4]}; "
-        f"{len(missing)} missing, e.g. {sorted(missing)[:4]}")
+    assert_same_set(as_set(dep), as_set(want))
 
 
 rgb_or_grey = st.sampled_from([(1, 2), (3, 4)])       # (colours, levels)
@@ -131,7 +116,7 @@ def test_pixelcnn_blind_spot_example(layers, colours, levels):
     row 4 columns 6-7 and row 3 column 7 (all colours), and nothing else."""
     m = model(PixelCNN, colours, levels, 3, layers, seed=1)
     dep = dependency_map(m, 8, 8, seed=2)
-    assert leaks(dep) == []
+    assert_none(leaks(dep))
     want_missing = {(6, 4), (6, 5), (6, 6), (6, 7), (5, 5), (5, 6), (5, 7), (4, 6), (4, 7), (3, 7)}
     ctx = context_map(colours, 8, 8)
     for k in range(colours):
@@ -153,9 +138,9 @@ def test_diagonal_bilstm_model_misses_exactly_section_7_set(cl, H, W, layers, se
     colours, levels = cl
     m = model(DiagonalBiLSTM, colours, levels, data.draw(h_for[colours]), layers, seed)
     dep = dependency_map(m, H, W, seed=seed)
-    assert leaks(dep) == []
+    assert_none(leaks(dep))
     missed = as_set(context_map(colours, H, W) & ~dep)
-    assert missed == diagonal_model_missing(colours, H, W)
+    assert_same_set(missed, diagonal_model_missing(colours, H, W), "missed sub-pixel pairs")
 
 
 @pytest.mark.parametrize("colours, levels, H, W, layers", [
@@ -165,7 +150,7 @@ def test_diagonal_bilstm_model_fixed(colours, levels, H, W, layers):
     dep = dependency_map(m, H, W, seed=4)
     missed = as_set(context_map(colours, H, W) & ~dep)
     want = diagonal_model_missing(colours, H, W)
-    assert missed == want
+    assert_same_set(missed, want, "missed sub-pixel pairs")
     assert len(want) == (H - 1) * max(W - 4, 0) * colours         # one sub-pixel per row pair
     if W <= 4:
         assert coverage(dep).min() == 1.0

@@ -19,3 +19,8 @@ from .masks import channel_groups, conv_mask, gate_groups
 from .residual import PixelCNNBlock
 from .row_lstm import RowLSTMLayer
 from .skew import skew, unskew
+
+__all__ = ["Conv2d", "MaskedConv2d", "DiagonalBiLSTMLayer", "DiagonalLSTM", "shift_down",
+           "bits_per_dim", "sigmoid_nll", "softmax_nll", "lstm_cell", "lstm_scan",
+           "channel_groups", "conv_mask", "gate_groups", "PixelCNNBlock", "RowLSTMLayer",
+           "skew", "unskew"]

@@ -16,6 +16,6 @@ class PixelCNNCache:
 
     def at(self, x, r, c):
         """Block output at (r, c) for its input x (N, 2h) there."""
-        xp, relu = self.xp, lambda a: self.xp.maximum(a, 0)
+        relu = lambda a: self.xp.maximum(a, 0)
         self.y[:, :, r + self.p, c + self.p] = relu(self.reduce.vec(relu(x)))
         return x + self.expand.vec(relu(self.conv.at(self.y, r, c)))
