@@ -45,7 +45,8 @@ def ref_lstm_cell(pre, c_prev):
     """pre (N, 4h, L), c_prev (N, h, L) -> h, c, one scalar at a time.
 
     Gate order (i, f, g, o):
-        i = sigmoid(pre[k]), f = sigmoid(pre[h + k]), g = tanh(pre[2h + k]), o = sigmoid(pre[3h + k])
+        i = sigmoid(pre[k]), f = sigmoid(pre[h + k]),
+        g = tanh(pre[2h + k]), o = sigmoid(pre[3h + k])
         c = f c_prev + i g,  h = o tanh(c)
     """
     pre = np.asarray(pre, dtype=np.float64)
@@ -295,7 +296,8 @@ def row_lstm_stack_reach(L):
 
 
 def pixelcnn_stack_reach(L):
-    """L PixelCNN blocks (3 x 3 mask B): d <= L, c - L <= c' <= c + d; on the row c - L <= c' < c."""
+    """L PixelCNN blocks (3 x 3 mask B): d <= L, c - L <= c' <= c + d;
+    on the row c - L <= c' < c."""
     def reach(d, dx):
         if d == 0:
             return -L <= dx < 0

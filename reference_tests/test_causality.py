@@ -49,7 +49,8 @@ def test_layer_stack_is_causal(kind, colours, h, H, W, n_layers, seed):
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
-@pytest.mark.parametrize("colours, h, H, W", [(3, 4, 5, 7), (3, 2, 4, 6), (1, 3, 6, 5), (3, 5, 3, 3)])
+@pytest.mark.parametrize("colours, h, H, W",
+                         [(3, 4, 5, 7), (3, 2, 4, 6), (1, 3, 6, 5), (3, 5, 3, 3)])
 def test_layer_is_causal_non_square(device, kind, colours, h, H, W):
     layer = LAYERS[kind](h, colours, np.random.default_rng(1), np.float64).to(device)
     groups = channel_groups(2 * h, colours)

@@ -22,8 +22,9 @@ from minipixel.layers import (DiagonalBiLSTMLayer, MaskedConv2d, PixelCNNBlock, 
 from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
 
 from pixel_reference import (Stack, as_set, assert_none, assert_same_set, conv_reach,
-                             diagonal_model_missing, feature_field, group_context, layer_dependency_map, pixelcnn_model_field,
-                             pixelcnn_stack_reach, row_lstm_model_field, row_lstm_stack_reach)
+                             diagonal_model_missing, feature_field, group_context,
+                             layer_dependency_map, pixelcnn_model_field, pixelcnn_stack_reach,
+                             row_lstm_model_field, row_lstm_stack_reach)
 
 
 def model(cls, colours, levels, h, layers, seed=0):
@@ -87,7 +88,8 @@ def test_row_lstm_model_field(cl, H, W, layers, seed, data):
     """Section 7: for d >= 1, c-3-L-d <= c' <= c+2+d; current row c-3-L <= c' < c."""
     colours, levels = cl
     m = model(RowLSTM, colours, levels, data.draw(h_for[colours]), layers, seed)
-    assert_same_field(dependency_map(m, H, W, seed=seed), row_lstm_model_field(colours, H, W, layers))
+    want = row_lstm_model_field(colours, H, W, layers)
+    assert_same_field(dependency_map(m, H, W, seed=seed), want)
 
 
 @given(cl=rgb_or_grey, H=st.integers(2, 7), W=st.integers(2, 7), layers=st.integers(1, 3),
@@ -97,7 +99,8 @@ def test_pixelcnn_model_field(cl, H, W, layers, seed, data):
     current row c-3-L <= c' < c."""
     colours, levels = cl
     m = model(PixelCNN, colours, levels, data.draw(h_for[colours]), layers, seed)
-    assert_same_field(dependency_map(m, H, W, seed=seed), pixelcnn_model_field(colours, H, W, layers))
+    want = pixelcnn_model_field(colours, H, W, layers)
+    assert_same_field(dependency_map(m, H, W, seed=seed), want)
 
 
 @pytest.mark.parametrize("cls, field", [(RowLSTM, row_lstm_model_field),

@@ -20,7 +20,8 @@ def small(cls, channels=1, levels=2, dtype=np.float64, seed=0, h=3, layers=2):
 
 
 def images(channels, levels, N=2, H=3, W=5, seed=0):
-    return np.random.default_rng(seed).integers(0, levels, size=(N, channels, H, W)).astype(np.uint8 if levels <= 256 else np.int64)
+    x = np.random.default_rng(seed).integers(0, levels, size=(N, channels, H, W))
+    return x.astype(np.uint8)
 
 
 # ---- input validation -------------------------------------------------------------------------
@@ -184,7 +185,8 @@ def parameter_count(model, channels, levels, h, layers, out_hidden):
         "diagonal": 2 * ((4 * h * 2 * h + 4 * h) + 4 * h * h * 2 + 2 * h) + (2 * h * h + 2 * h),
     }[model]
     skip = out_hidden * 2 * h * layers + out_hidden
-    head = (out_hidden * out_hidden + out_hidden) + (channels * values * out_hidden + channels * values)
+    head = (out_hidden * out_hidden + out_hidden) + \
+        (channels * values * out_hidden + channels * values)
     return first + layers * layer + skip + head
 
 
@@ -211,7 +213,7 @@ def test_presets_build_with_stable_parameter_counts(name):
             assert m64(x).shape == (1, 1, 4, 4)
 
 
-# ---- state_dict -----------------------------------------------------------------------------------
+# ---- state_dict -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls", CLASSES)
 @pytest.mark.parametrize("channels, levels", [(1, 2), (3, 256)])
