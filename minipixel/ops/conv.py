@@ -16,8 +16,9 @@ T  kernel taps kept by the mask (T = KH * KW when there is no mask)
 im2col gathers, for each kept tap (i, j), the shifted window xpad[:, :, i:i+OH,
 j:j+OW] into one matrix col of shape (C * T, N * OH * OW); the convolution is
 then a single matrix product (OC, C * T) @ (C * T, N * OH * OW). A tap that the
-mask zeroes for every (o, c) is never gathered or multiplied: the 7x7 mask A
-keeps 24 of its 49 taps, a 3x3 mask B 5 of 9.
+mask zeroes for every (o, c) is never gathered or multiplied: the 7x7 mask A keeps
+24 of its 49 taps on a grey image (25 on RGB, whose centre tap lets G see R and B see
+R, G), a 3x3 mask B 5 of 9.
 """
 import numpy as np
 
