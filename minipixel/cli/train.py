@@ -4,12 +4,11 @@ With no arguments at all this is the default main job: a small Diagonal
 BiLSTM on the embedded binarized digits, about 5 minutes on a 2-core CPU,
 leaving checkpoint.npz, metrics.json (test NLL) and samples.png in runs/main.
 """
-import argparse
 import os
 import time
 
 from ..models import MODELS, PRESETS, build
-from ..training import DEFAULT_LR, OPTIMIZERS, Trainer, write_json
+from ..training import DEFAULT_LR, OPTIMIZERS, Trainer
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, dataset_spec,
                      device, load_data, load_model)
 
