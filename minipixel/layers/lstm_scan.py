@@ -45,6 +45,7 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
     if K.shape[:3] != (D, G, n) or K.shape[3] * K.shape[4] != T:
         raise ValueError(f"lstm_scan: state kernel must be (4h, h, ...) with {T} taps per "
                          f"direction, got {k_ss.shape} for x_gates {x_gates.shape}")
+    K_shape = K.shape                                             # (D, 4h, h, KH, KW)
     K = K.reshape(D, G, n * T)
     xg = xp.ascontiguousarray(xg.transpose(0, 2, 3, 1, 4))        # (D, G, S, N, L)
 
@@ -94,12 +95,11 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
                 else:
                     dh_next[..., :o] += dtaps[:, :, t, :, -o:]
         dxg = dxg.transpose(0, 3, 1, 2, 4)                          # (D, N, G, S, L)
-        dK = dK.reshape((D,) + K_shape)
+        dK = dK.reshape(K_shape)
         dh0, dc0 = dh_next.sum(axis=(2, 3)), dc_next.sum(axis=(2, 3))
         if single:
             return dxg[0], dK[0], dh0[0], dc0[0]
         return dxg, dK, dh0, dc0
 
-    K_shape = k_ss.shape[-4:]
     out = hs.transpose(0, 3, 1, 2, 4)                                 # (D, N, h, S, L)
     return record(out[0] if single else out, (x_gates, k_ss, h0, c0), backward, "lstm_scan")
