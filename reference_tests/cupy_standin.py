@@ -109,7 +109,6 @@ def _unwrap(x, host_ok=False):
     if isinstance(x, np.ndarray):
         if not host_ok:
             raise _unsupported(x)
-        _upload()
         return x
     if isinstance(x, (list, tuple)):
         return type(x)(_unwrap(v, host_ok) for v in x)
@@ -129,8 +128,11 @@ def _wrap(r):
 
 def _index(index):
     """An index for the data; NumPy index arrays are allowed (CuPy uploads them)."""
-    parts = tuple(_unwrap(p, host_ok=True) for p in (index if isinstance(index, tuple)
-                                                      else (index,)))
+    parts = index if isinstance(index, tuple) else (index,)
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            _upload()
+    parts = tuple(_unwrap(p, host_ok=True) for p in parts)
     if any(getattr(p, "dtype", None) == np.bool_ for p in parts):
         _sync("boolean mask index")          # CuPy reads the mask's count to size the output
     return parts if isinstance(index, tuple) else parts[0]
