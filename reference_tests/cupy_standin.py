@@ -507,4 +507,6 @@ def make_module():
     return m
 
 
+# Named as CuPy's types are, for code that recognises a CuPy array by its type's module.
+ndarray.__module__ = ufunc.__module__ = "cupy"
 cupy = make_module()

@@ -202,3 +202,15 @@ def test_device_images_are_checked_with_one_read(standin):
     floats = backend.to_device(np.full((2, 1, 3, 3), np.nan), "cuda")
     with pytest.raises(ValueError, match="contains NaN"):
         model.scale(floats)
+
+
+def test_audit_of_a_cuda_model_equals_the_cpu_audit(cuda):
+    from minipixel.crosscheck.adapters import model_fn
+    from minipixel.crosscheck.audit import audit
+    model = build("rowlstm", channels=3, levels=4, h=3, layers=1, out_hidden=6, seed=1,
+                  dtype=np.float64)
+    on_cpu = audit(model_fn(model), 3, 4, H=4, W=3)
+    on_gpu = audit(model_fn(model.to("cuda")), 3, 4, H=4, W=3)
+    assert not on_gpu.leaks and on_gpu.dtype == on_cpu.dtype == "float64"
+    np.testing.assert_array_equal(on_gpu.dep, on_cpu.dep)
+    assert on_gpu.dep.any()
