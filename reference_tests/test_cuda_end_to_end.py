@@ -5,7 +5,9 @@ in-process through ``minipixel.backend.use_cuda_module``; with one, on real CuPy
 (conftest's ``cuda_backend``). The synchronisation bounds need the stand-in's
 counter, so they always run on it. Every result is compared with the CPU's.
 """
+import importlib.util
 import json
+import re
 import runpy
 import sys
 
@@ -214,3 +216,47 @@ def test_audit_of_a_cuda_model_equals_the_cpu_audit(cuda):
     assert not on_gpu.leaks and on_gpu.dtype == on_cpu.dtype == "float64"
     np.testing.assert_array_equal(on_gpu.dep, on_cpu.dep)
     assert on_gpu.dep.any()
+
+
+# ---- the GPU check script ------------------------------------------------------------------
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ".ci/gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_runs_end_to_end_on_the_stand_in(tmp_path, capsys):
+    """The script a GPU owner runs, on the stand-in in a small setting: a test file's
+    cuda variants, the benchmark's step and sampling rows, the CIFAR-size rows (smoke)."""
+    previous = backend.use_cuda_module(None)       # main() installs the stand-in itself
+    try:
+        rc = _gpu_check().main(["--stand-in", "--small", "--tests", "reference_tests/test_skew.py",
+                                "--out", str(tmp_path / "report.md")])
+    finally:
+        backend.use_cuda_module(previous)
+    report = (tmp_path / "report.md").read_text()
+    assert rc == 0, report
+    assert report.startswith("# minipixel GPU check\n\nPASSED")
+    assert re.search(r"cuda variants: [1-9]\d* passed, 0 failed, 0 skipped", report)
+    assert "cupy_standin" not in report and "+standin (the test suite's CuPy stand-in" in report
+    for model in ("pixelcnn", "rowlstm", "diagonal"):       # sampling rows: same images
+        assert re.search(rf"\n{model} +[\d.]+s +[\d.]+s +[\d.]+x True", report), model
+    assert re.search(r"\| rowlstm \| smoke [^|]+\| [\d.]+ \| n/a \|", report)
+    assert re.search(r"\| diagonal \| smoke [^|]+\| [\d.]+ \| n/a \|", report)
+
+
+def test_gpu_check_counts_a_skipped_or_failed_cuda_variant(tmp_path):
+    junit = tmp_path / "j.xml"
+    junit.write_text(
+        '<testsuites><testsuite>'
+        '<testcase classname="t" name="test_a[cpu]"/><testcase classname="t" name="test_a[cuda]"/>'
+        '<testcase classname="t" name="test_b[3-cuda-x]"><skipped message="no GPU"/></testcase>'
+        '<testcase classname="t" name="test_c[cuda]"><failure message="boom"/></testcase>'
+        '<testcase classname="t" name="test_cudatoolkit"><skipped/></testcase>'
+        '</testsuite></testsuites>')
+    counts, not_passed = _gpu_check().summarize_junit(junit)
+    assert counts["all"] == dict(passed=2, failed=1, skipped=2)
+    assert counts["cuda"] == dict(passed=1, failed=1, skipped=1)
+    assert not_passed == ["t::test_b[3-cuda-x] (skipped)", "t::test_c[cuda] (failed)"]
