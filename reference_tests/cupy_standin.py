@@ -213,46 +213,6 @@ class ndarray:
             return out
         return a
 
-    def item(self, *args):
-        _sync("item")
-        return self._a.item(*args)
-
-    def tolist(self):
-        _sync("tolist")
-        return self._a.tolist()
-
-    def tobytes(self, order="C"):
-        _sync("tobytes")
-        return self._a.tobytes(order)
-
-    def __float__(self):
-        _sync("float")
-        return float(self._a)
-
-    def __int__(self):
-        _sync("int")
-        return int(self._a)
-
-    def __bool__(self):
-        _sync("bool")
-        return bool(self._a)
-
-    def __complex__(self):
-        _sync("complex")
-        return complex(self._a)
-
-    def __repr__(self):
-        _sync("repr")
-        return repr(self._a)
-
-    def __str__(self):
-        _sync("str")
-        return str(self._a)
-
-    def __format__(self, spec):
-        _sync("format")
-        return format(self._a, spec)
-
     def set(self, arr, stream=None):
         """Host -> device copy into this array (CuPy's ndarray.set)."""
         if not isinstance(arr, np.ndarray):
@@ -332,6 +292,20 @@ def _inplace(op):
         return self
     return method
 
+
+def _host_read(kind, read):
+    def method(self, *args):
+        _sync(kind)
+        return read(self._a, *args)
+    method.__name__ = kind
+    return method
+
+
+for _name, _read in (("item", np.ndarray.item), ("tolist", np.ndarray.tolist),
+                     ("tobytes", np.ndarray.tobytes), ("__float__", float), ("__int__", int),
+                     ("__bool__", bool), ("__complex__", complex), ("__repr__", repr),
+                     ("__str__", str), ("__format__", format)):
+    setattr(ndarray, _name, _host_read(_name.strip("_"), _read))
 
 for _name, _op in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
                    ("truediv", np.true_divide), ("floordiv", np.floor_divide),

@@ -47,7 +47,7 @@ def render(table):
              "MODULE: the names of the cupy module by kind; NDARRAY: cupy.ndarray's public",
              'attributes; UFUNC: a cupy ufunc\'s; CUDA: the cupy.cuda module\'s."""', ""]
     for key, value in table.items():
-        lines.append(f"{key} = {pprint.pformat(value, width=99, compact=True)}")
+        lines.append(f"{key} = {pprint.pformat(value, width=99 - len(key) - 3, compact=True)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -11,7 +11,8 @@
 One module per subcommand; each offers add_parser(subparsers) and run(args).
 Exit status: 0 done, 1 a check failed, 2 a usage or input error, 130 Ctrl-C.
 Each command computes where its --device says (the CPU if it has none), whatever
-MINIPIXEL_DEVICE says. BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/threads.py).
+MINIPIXEL_DEVICE says.
+BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/threads.py).
 """
 import argparse
 import sys

@@ -34,7 +34,8 @@ def check_images(images, channels, levels):
     if images.ndim != 4:
         raise ValueError(f"images must have 4 dimensions (N, C, H, W), got shape {tuple(images.shape)}")
     if images.dtype.kind not in "iub":
-        nan = " (and contains NaN)" if images.dtype.kind == "f" and bool(get_array_module(images).isnan(images).any()) else ""
+        xp = get_array_module(images)
+        nan = " (and contains NaN)" if images.dtype.kind == "f" and bool(xp.isnan(images).any()) else ""
         raise ValueError(f"images must hold integers 0..{levels - 1}, got dtype {images.dtype}{nan}; "
                          f"convert float images with e.g. (x * {levels - 1}).round().astype('uint8')")
     if images.shape[1] != channels:
