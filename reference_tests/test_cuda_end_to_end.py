@@ -123,13 +123,13 @@ DEMOS = {
     "receptive_field.py": ["--size", "5", "--pixel", "3", "2", "--layers", "1",
                            "--out", "{tmp}/rf.png"],
     "train_digits.py": ["--model", "rowlstm", "--h", "2", "--epochs", "1", "--out", "{tmp}/d"],
-    "rgb_digits.py": ["--model", "diagonal", "--crop", "6", "--epochs", "1", "--n-train", "16",
+    "rgb_digits.py": ["--model", "diagonal", "--crop", "4", "--epochs", "1", "--n-train", "16",
                       "--out", "{tmp}/rgb"],
     "bench_conv.py": ["--reps", "1", "--warmup", "0"],
 }
 
 
-def _small_binary_digits(load):
+def _few_digits(load):
     def load_small(kind="binary", **kw):
         data = load(kind, **kw)
         data.train, data.test = data.train[:16], data.test[:8]
@@ -140,9 +140,9 @@ def _small_binary_digits(load):
 @pytest.mark.parametrize("demo", list(DEMOS))
 def test_demo_runs_on_cuda(cuda, demo, tmp_path, monkeypatch, capsys):
     import minipixel.training
-    if demo == "train_digits.py":   # its 4,000 digits, cut to a few
+    if demo in ("train_digits.py", "rgb_digits.py"):     # thousands of digits, cut to a few
         monkeypatch.setattr(minipixel.training, "load_dataset",
-                            _small_binary_digits(minipixel.training.load_dataset))
+                            _few_digits(minipixel.training.load_dataset))
     argv = [a.format(tmp=tmp_path) for a in DEMOS[demo]] + ["--device", "cuda"]
     monkeypatch.setattr(sys, "argv", [demo] + argv)
     runpy.run_path(f"demos/{demo}", run_name="__main__")
