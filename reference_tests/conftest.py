@@ -10,7 +10,9 @@ strict CuPy stand-in (cupy_standin.py), installed for that test through
 ``minipixel.backend.use_cuda_module``. So no cuda variant is ever skipped.
 MINIPIXEL_TEST_CUDA picks the cuda backend: ``auto`` (the default, as said),
 ``real`` (real CuPy or fail: the GPU check, .ci/gpu_check.py) or ``standin``
-(the stand-in even where a GPU is usable).
+(the stand-in even where a GPU is usable). Tests make device arrays with
+``backend.to_device`` (or ``random_array``), never by importing cupy: the
+stand-in is reached only through the backend.
 """
 import contextlib
 import os
