@@ -124,7 +124,7 @@ def evaluate_nll(model, images, batch_size=100, progress=False, desc="test"):
         raise ValueError(f"evaluate_nll: batch_size must be an integer >= 1, got {batch_size!r}")
     bar = Progress(-(-n // batch_size), desc, enabled=progress, unit="batch")
     total = 0.0
-    with no_grad():
+    with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(0, n, batch_size):
             total += float(model.nll(images[i:i + batch_size]).numpy().astype(np.float64).sum())
             bar.update(1)
@@ -310,8 +310,9 @@ class Trainer:
         """One update on `batch`; returns the batch's mean NLL (nats per image).
         TrainingDiverged if the loss, the gradient norm or an updated weight is not finite."""
         self.optimizer.zero_grad()
-        loss = self.model.loss(batch)
-        loss.backward()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+            loss = self.model.loss(batch)
+            loss.backward()
         value = float(loss.item())
         if not math.isfinite(value):
             raise self._diverged(f"the loss is {value}")
@@ -320,8 +321,8 @@ class Trainer:
         norm = clip_grad_norm(params, clip) if clip else grad_norm(params)
         if not math.isfinite(norm):
             raise self._diverged(f"the gradient norm is {norm}")
-        with deferred_interrupts():          # the update and the counters move together
-            self.optimizer.step()
+        with deferred_interrupts(), np.errstate(over="ignore", invalid="ignore"):
+            self.optimizer.step()            # the update and the counters move together
             s = self.state
             s["step"] += 1
             s["global_step"] += 1
