@@ -81,7 +81,7 @@ def test_conv2d_weight_grad_with_equal_channels_matches_finite_differences(case)
 def test_conv2d_weight_grad_with_equal_channels_matches_the_explicit_sum(case):
     x, w, pad = case
     out_shape = ops.conv2d(Tensor(x), Tensor(w), padding=pad).shape
-    g = np.random.default_rng(1).uniform(-1, 1, out_shape)
+    g = np.random.default_rng([2024, 11]).uniform(-1, 1, out_shape)   # not the stream of x
     expected = explicit_weight_grad(x, g, w.shape[2:], pad)
     np.testing.assert_allclose(weight_grad(lambda a, b, p: ops.conv2d(a, b, padding=p),
                                            x, w, g, pad), expected, rtol=1e-12, atol=1e-12)
