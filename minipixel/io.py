@@ -149,8 +149,18 @@ def remove_stale_temporaries(directory, names):
     return removed
 
 
+def _existing_ancestor(folder):
+    folder = os.path.abspath(folder)
+    while not os.path.exists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder
+
+
 def check_writable(path, *, directory=False, probe_bytes=4096):
-    """Raise OSError (one-line message) unless ``path`` can be written now.
+    """Raise OSError (its strerror says why, in words) unless ``path`` can be written now.
 
     directory=False: ``path`` is a file to (over)write; its folder is created if
     missing. directory=True: ``path`` is a folder to write files into. The check
@@ -161,27 +171,22 @@ def check_writable(path, *, directory=False, probe_bytes=4096):
     path = os.fspath(path)
     folder = path if directory else os.path.dirname(os.path.abspath(path)) or "."
     if not directory and os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory, expected a file name")
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, expected a folder")
+        raise IsADirectoryError(errno.EISDIR, "it is a folder, expected a file name", path)
+    ancestor = _existing_ancestor(folder)
+    if not os.path.isdir(ancestor):
+        raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is a file, expected a folder", path)
     try:
         os.makedirs(folder, exist_ok=True)
-    except FileExistsError:
-        raise NotADirectoryError(errno.ENOTDIR, f"{folder}: a part of this path is a file, "
-                                                f"expected folders") from None
-    except OSError as e:
-        raise type(e)(e.errno, f"cannot create folder {folder}: {e.strerror}") from None
-    try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".minipixel-write-check.", suffix=".tmp")
     except OSError as e:
-        raise type(e)(e.errno, f"cannot write in {folder}: {e.strerror}") from None
+        raise type(e)(e.errno, e.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(b"\0" * probe_bytes)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise type(e)(e.errno, f"cannot write in {folder}: {e.strerror}") from None
+        raise type(e)(e.errno, e.strerror, path) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(probe)

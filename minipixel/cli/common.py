@@ -104,12 +104,14 @@ def dataset_spec(args, base=None):
     return spec
 
 
-def load_data(spec):
+def load_data(spec, origin=None):
+    """The dataset of `spec`; origin: the checkpoint the spec came from (for the message)."""
     from ..training import load_dataset
     try:
         return load_dataset(**spec)
     except (ValueError, TypeError, FileNotFoundError) as e:
-        raise CLIError(f"cannot load the dataset: {e}") from None
+        where = f"{origin}: cannot load the dataset it names" if origin else "cannot load the dataset"
+        raise CLIError(f"{where}: {e}") from None
 
 
 def spec_for_model(model, base=None):

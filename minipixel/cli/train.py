@@ -165,7 +165,7 @@ def _resumed_trainer(args, dev, log):
     except ValueError as e:
         raise CLIError(f"{args.resume}: cannot resume: {e}") from None
     spec = ckpt.train.get("dataset") or {}
-    data = load_data(dataset_spec(args, spec))
+    data = load_data(dataset_spec(args, spec), origin=args.resume)
     check_fits(ckpt.model, data)
     try:
         trainer = Trainer.resume(ckpt, data.train, data.test, device=dev, epochs=args.epochs,
