@@ -187,20 +187,22 @@ def _output_folder(args):
 
 
 def run(args):
+    """Check everything (flags, files, the output folder), lock the folder, then train."""
     t0 = time.perf_counter()
     dev = device(args.device)
-    out = _output_folder(args)
-    check_output(out, directory=True)          # unwritable, a file, a full disk: before any work
-    with RunLock(out):
-        remove_stale_temporaries(out, RUN_FILES)
-        return _train(args, dev, out, t0)
 
-
-def _train(args, dev, out, t0):
     def log(*a):
         print(*a, flush=True)
     trainer, data = (_resumed_trainer if args.resume else _new_trainer)(args, dev, log)
-    trainer.out = out
+    out = _output_folder(args)
+    check_output(out, directory=True)          # unwritable, a file, a full disk: before training
+    with RunLock(out):
+        remove_stale_temporaries(out, RUN_FILES)
+        trainer.out = out
+        return _train(args, trainer, data, dev, out, t0, log)
+
+
+def _train(args, trainer, data, dev, out, t0, log):
     if not args.resume and os.path.exists(trainer.checkpoint_path):
         log(f"note: starting afresh over {trainer.checkpoint_path} "
             f"(--resume {trainer.checkpoint_path} would continue it)")
