@@ -139,6 +139,15 @@ def test_bad_numeric_flags_are_one_line_errors_before_any_work(good, tmp_path, c
     assert time.perf_counter() - t < 2 and os.listdir(tmp_path) == []
 
 
+def test_debug_shows_the_traceback_of_an_expected_failure(tmp_path, capsys):
+    from minipixel.cli import main
+    missing = str(tmp_path / "missing.npz")
+    assert_one_line_error(*cli(capsys, "evaluate", missing), "evaluate", "not found")
+    for argv in (["--debug", "evaluate", missing], ["evaluate", missing, "--debug"]):
+        with pytest.raises(Exception, match="not found"):
+            main(argv)
+
+
 # flag -> (float or int, is this value valid?), for the parser, checked on random values
 FLAG_RULES = {
     ("train", "--clip"): (float, lambda v: v >= 0), ("train", "--lr"): (float, lambda v: v > 0),

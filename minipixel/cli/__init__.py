@@ -26,6 +26,7 @@ import sys
 
 from ..backend import DeviceError
 from ..checkpoint import CheckpointError
+from ..interrupts import interrupts
 from ..runlock import RunLocked
 from ..training import TrainingDiverged
 from . import complete, crosscheck, evaluate, receptive_field, sample, train
@@ -104,9 +105,11 @@ def main(argv=None):
 
 
 def _guarded(command, debug, fn, *args):
-    """fn(*args), with expected failures as one line and exit 2, Ctrl-C as 130."""
+    """fn(*args), with expected failures as one line and exit 2, Ctrl-C (SIGINT) as 130 and
+    SIGTERM as 143 (a training run saves its checkpoint first)."""
     try:
-        return fn(*args)
+        with interrupts():
+            return fn(*args)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"\nminipixel {command}: interrupted ({signal.Signals(signum).name})",
