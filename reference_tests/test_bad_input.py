@@ -6,7 +6,6 @@ before a file is refused (huge configs, lying .npy headers, zip bombs); damaged
 training state on --resume; outputs that cannot be written; dtypes of saved models.
 """
 import errno
-import json
 import math
 import os
 import shutil
@@ -151,8 +150,10 @@ def test_debug_shows_the_traceback_of_an_expected_failure(tmp_path, capsys):
 # flag -> (float or int, is this value valid?), for the parser, checked on random values
 FLAG_RULES = {
     ("train", "--clip"): (float, lambda v: v >= 0), ("train", "--lr"): (float, lambda v: v > 0),
-    ("train", "--batch-size"): (int, lambda v: v >= 1), ("train", "--n-train"): (int, lambda v: v >= 1),
-    ("train", "--seed"): (int, lambda v: 0 <= v < 2 ** 63), ("train", "--epochs"): (int, lambda v: v >= 1),
+    ("train", "--batch-size"): (int, lambda v: v >= 1),
+    ("train", "--n-train"): (int, lambda v: v >= 1),
+    ("train", "--seed"): (int, lambda v: 0 <= v < 2 ** 63),
+    ("train", "--epochs"): (int, lambda v: v >= 1),
     ("sample", "--cols"): (int, lambda v: v >= 1), ("complete", "--scale"): (int, lambda v: v >= 1),
 }
 NUMBER_TEXT = st.one_of(st.integers(-10 ** 20, 10 ** 20).map(str),
@@ -366,7 +367,8 @@ def test_sample_and_evaluate_outputs_are_checked_before_the_work(good, tmp_path,
     monkeypatch.setattr(sampling, "sample", lambda *a, **k: pytest.fail("sampled"))
     monkeypatch.setattr(training, "evaluate_nll", lambda *a, **k: pytest.fail("evaluated"))
     (tmp_path / "file").write_text("x")
-    for argv in (["sample", good, "--out", tmp_path], ["sample", good, "--out", tmp_path / "file" / "s.png"],
+    for argv in (["sample", good, "--out", tmp_path],
+                 ["sample", good, "--out", tmp_path / "file" / "s.png"],
                  ["sample", good, "--out", tmp_path / "s.png", "--npy", tmp_path],
                  ["complete", good, "--out", tmp_path], ["evaluate", good, "--json", tmp_path],
                  ["receptive-field", "--out", tmp_path / "file" / "rf.png"]):

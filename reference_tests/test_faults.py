@@ -179,7 +179,8 @@ def test_a_signal_at_a_random_moment_saves_a_loadable_checkpoint(tmp_path_factor
             proc.kill()
     err = proc.stderr.read()
     assert rc == 128 + sig and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == f"minipixel train: interrupted ({signal.Signals(sig).name})"
+    last = err.strip().splitlines()[-1]
+    assert last == f"minipixel train: interrupted ({signal.Signals(sig).name})"
     ckpt = assert_loadable_and_finite(out / "checkpoint.npz")
     assert ckpt.train["status"] == "interrupted" and ckpt.train["global_step"] >= 3
     assert leftovers(out) == []

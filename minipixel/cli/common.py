@@ -110,7 +110,8 @@ def load_data(spec, origin=None):
     try:
         return load_dataset(**spec)
     except (ValueError, TypeError, FileNotFoundError) as e:
-        where = f"{origin}: cannot load the dataset it names" if origin else "cannot load the dataset"
+        where = f"{origin}: cannot load the dataset it names" if origin else \
+            "cannot load the dataset"
         raise CLIError(f"{where}: {e}") from None
 
 

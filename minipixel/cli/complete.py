@@ -18,7 +18,8 @@ def add_parser(sub):
                        epilog="example:\n  minipixel complete runs/main/checkpoint.npz "
                               "--images 6 --completions 5 --out docs/completions.png")
     p.add_argument("checkpoint", help="a checkpoint .npz written by `minipixel train`")
-    p.add_argument("--images", type=POSITIVE, default=6, help="test images (rows) (default %(default)s)")
+    p.add_argument("--images", type=POSITIVE, default=6,
+                   help="test images (rows) (default %(default)s)")
     p.add_argument("--completions", type=POSITIVE, default=4,
                    help="completions per image (default %(default)s)")
     p.add_argument("--first", type=NON_NEGATIVE, default=0,
@@ -28,7 +29,8 @@ def add_parser(sub):
     p.add_argument("--seed", type=SEED, default=0, help="default %(default)s")
     p.add_argument("--out", metavar="PNG", default=None,
                    help="output file (default completions.png next to the checkpoint)")
-    p.add_argument("--scale", type=POSITIVE, default=3, help="upscaling factor (default %(default)s)")
+    p.add_argument("--scale", type=POSITIVE, default=3,
+                   help="upscaling factor (default %(default)s)")
     p.add_argument("--naive", action="store_true", help="naive sampler instead of the cached one")
     add_dataset(p)
     add_device(p)

@@ -18,7 +18,8 @@ def add_parser(sub):
     p.add_argument("--out", metavar="PNG", default=None,
                    help="output file (default samples.png next to the checkpoint)")
     p.add_argument("--cols", type=POSITIVE, default=None, help="grid columns (default: square)")
-    p.add_argument("--scale", type=POSITIVE, default=3, help="upscaling factor (default %(default)s)")
+    p.add_argument("--scale", type=POSITIVE, default=3,
+                   help="upscaling factor (default %(default)s)")
     p.add_argument("--naive", action="store_true",
                    help="naive sampler (one full forward pass per sub-pixel) instead of the "
                         "exact cached one; both draw the same images")

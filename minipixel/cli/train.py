@@ -141,8 +141,8 @@ def _new_trainer(args, dev, log):
     if dev != "cpu":
         model.to(dev)
     clip = MAIN_JOB["clip"] if args.clip is None else args.clip
-    trainer = Trainer(model, data.train, data.test, optimizer=args.optimizer or MAIN_JOB["optimizer"],
-                      lr=args.lr, batch_size=args.batch_size or MAIN_JOB["batch_size"],
+    trainer = Trainer(model, data.train, data.test,
+                      optimizer=args.optimizer or MAIN_JOB["optimizer"], lr=args.lr, batch_size=args.batch_size or MAIN_JOB["batch_size"],
                       epochs=MAIN_JOB["epochs"] if args.epochs is None else args.epochs,
                       seed=args.seed or 0, clip=clip or None, dataset=spec,
                       max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
