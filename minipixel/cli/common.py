@@ -50,14 +50,15 @@ NON_NEGATIVE = integer(0)
 SEED = integer(0, MAX_SEED)
 
 
-def check_output(path, *, directory=False):
+def check_output(path, *, directory=False, flag="--out"):
     """Refuse an output path that cannot be written, before any work (one-line CLIError)."""
     from ..io import check_writable
     try:
         return check_writable(path, directory=directory)
     except OSError as e:
         what = "output folder" if directory else "output file"
-        raise CLIError(f"cannot write the {what} {path}: {e.strerror or e}") from None
+        raise CLIError(f"cannot write the {what} {path}: {e.strerror or e}; "
+                       f"choose another {flag}") from None
 
 
 def add_device(p):

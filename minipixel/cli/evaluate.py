@@ -26,7 +26,7 @@ def run(args):
     from ..training import evaluate_nll
     dev = device(args.device)
     if args.json:
-        check_output(args.json)
+        check_output(args.json, flag="--json")
     model, ckpt = load_model(args.checkpoint, dev)
     base = spec_for_model(model, (ckpt.train or {}).get("dataset"))
     base = dict(base, n_train=None)

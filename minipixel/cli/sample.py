@@ -39,7 +39,7 @@ def run(args):
     model, ckpt = load_model(args.checkpoint, dev)
     check_output(out)
     if args.npy:
-        check_output(args.npy)
+        check_output(args.npy, flag="--npy")
     H, W = args.size or image_size(spec_for_model(model, (ckpt.train or {}).get("dataset")))
     t = time.perf_counter()
     images = sample(model, args.n, H, W, seed=args.seed, cached=not args.naive,
