@@ -236,6 +236,31 @@ def test_an_npy_header_claiming_terabytes_is_refused_before_reading(good, tmp_pa
         load_checkpoint(path)
 
 
+@settings(max_examples=30, suppress_health_check=list(HealthCheck))
+@given(shape=st.lists(st.integers(0, 1 << 40), max_size=4),
+       descr=st.sampled_from(["<f4", "<f8", "<i8", "|u1", "|O"]),
+       held=st.integers(0, 256), compressed=st.booleans())
+def test_random_lying_npy_headers_are_refused_from_the_header(tmp_path_factory, shape, descr,
+                                                              held, compressed):
+    """Whatever a header claims, inspect_npz believes it only if the member holds exactly
+    that many bytes, and never allocates what it claims."""
+    path = write_zip(tmp_path_factory.mktemp("npy") / "a.npz",
+                     {"x": npy_bytes(shape, descr, bytes(held))},
+                     zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED)
+    claimed = math.prod(shape) * np.dtype(descr).itemsize
+    honest = descr != "|O" and claimed == held
+    tracemalloc.start()
+    try:
+        found = inspect_npz(path)
+        assert honest and found["x"] == (tuple(shape), np.dtype(descr))
+    except NpzError:
+        assert not honest
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
 def test_a_zip_bomb_is_refused_before_decompressing(good, tmp_path):
     members = raw_members(good)
     key = next(k for k in members if k.startswith("model/"))

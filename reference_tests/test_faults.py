@@ -242,3 +242,14 @@ def test_a_killed_lock_holder_leaves_no_stale_lock(tmp_path):
     with RunLock(tmp_path):                                 # taken at once
         assert os.path.exists(tmp_path / LOCK_NAME)
     assert not os.path.exists(tmp_path / LOCK_NAME)
+
+
+def test_only_the_temporaries_of_the_run_files_are_cleared(tmp_path):
+    from minipixel.io import remove_stale_temporaries
+    names = [".checkpoint.npz.ab12.tmp.npz", ".metrics.json.cd34.tmp.json", "notes.tmp",
+             ".checkpoint.npz.keep", "checkpoint.npz", ".other.npz.ef56.tmp.npz"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = remove_stale_temporaries(tmp_path, ("checkpoint.npz", "metrics.json"))
+    assert sorted(os.path.basename(p) for p in removed) == sorted(names[:2])
+    assert sorted(os.listdir(tmp_path)) == sorted(names[2:])
