@@ -292,6 +292,9 @@ def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATI
                     raise NpzError(f"the arrays add up to more than the {max_bytes:,} bytes "
                                    f"allowed")
                 found[name[:-4]] = (shape, dtype)
+            size = os.path.getsize(path)
+            if total > max(16 << 20, max_ratio * size):       # many small bombs
+                raise NpzError(f"{size:,} bytes would expand to {total:,} (a zip bomb?)")
             return found
     except NpzError:
         raise

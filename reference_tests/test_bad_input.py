@@ -269,6 +269,28 @@ def test_a_zip_bomb_is_refused_before_decompressing(good, tmp_path):
     path = write_zip(tmp_path / "bomb.npz", members, zipfile.ZIP_DEFLATED)
     assert os.path.getsize(path) < 1 << 20
     refused_cheaply(path, "zip bomb")
+    members = raw_members(good)                       # many members, each under 1 MiB
+    for k in range(40):
+        members[f"model/extra{k}"] = npy_bytes((200_000,), "<f4", bytes(800_000))
+    path = write_zip(tmp_path / "bombs.npz", members, zipfile.ZIP_DEFLATED)
+    assert os.path.getsize(path) < 1 << 20
+    refused_cheaply(path, "zip bomb")
+
+
+@settings(suppress_health_check=list(HealthCheck))
+@given(kind=st.sampled_from(["rowlstm", "diagonal", "pixelcnn"]),
+       colour=st.sampled_from([(1, 2), (1, 256), (3, 256)]), h=st.integers(3, 12),
+       layers=st.integers(1, 3), out_hidden=st.integers(3, 12))
+def test_the_size_bound_never_refuses_a_real_model(kind, colour, h, layers, out_hidden):
+    """min_parameters is a lower bound of the true count (so no honest checkpoint is
+    refused), and within a factor 3 of it (so a file's weights bound the build)."""
+    from minipixel.checkpoint import min_parameters
+    C, levels = colour
+    config = dict(model=kind, channels=C, levels=levels, h=h, layers=layers,
+                  out_hidden=out_hidden)
+    n = build(kind, channels=C, levels=levels, h=h, layers=layers,
+              out_hidden=out_hidden).num_parameters()
+    assert min_parameters(config) <= n <= 3 * min_parameters(config)
 
 
 def test_pickled_members_are_never_loaded(tmp_path):

@@ -116,7 +116,7 @@ def _model_settings(args):
 
 def _build(kind, config):
     """The model, refused (before any allocation) if its weights alone would be too big."""
-    need = min_parameters(config) * np.dtype(config["dtype"]).itemsize
+    need = min_parameters({**config, "model": kind}) * np.dtype(config["dtype"]).itemsize
     if need > MAX_MODEL_BYTES:
         raise CLIError(f"--h {config['h']}, --layers {config['layers']}, --out-hidden "
                        f"{config['out_hidden']} ask for at least {need / 2**30:.1f} GiB of weights "
