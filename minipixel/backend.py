@@ -138,6 +138,14 @@ def to_numpy(array):
     return to_device(array, "cpu")
 
 
+def read_scalars(*values):
+    """Python floats of 0-d arrays (or numbers) living on one device, read back to the
+    host in one transfer: on a GPU, one synchronisation for all of them."""
+    xp = get_array_module(*values)
+    stacked = xp.stack([xp.asarray(v).astype(np.float64).reshape(()) for v in values])
+    return tuple(float(v) for v in to_numpy(stacked))
+
+
 def scatter_add(target, index, values):
     """target[index] += values, adding repeated indices (ufunc.at: NumPy, CuPy >= 12)."""
     get_array_module(target).add.at(target, index, values)

@@ -12,30 +12,100 @@ Layout (every entry a plain array; read with ``allow_pickle=False``):
     model/<name>  one array per parameter (``model.state_dict()``)
     optim/<key>   the optimizer's ``state_dict()`` (step count, lr, buffers)
 
-The file is written atomically (a reader sees the old checkpoint or the new
-one, never half of one). A file that is missing, not an .npz, not a
-minipixel checkpoint, or whose arrays do not fit its config is a ValueError
-(FileNotFoundError when it does not exist) that names the file and the problem.
+Writing: atomic (a reader sees the old checkpoint or the new one, never half of
+one), and only finite weights and optimizer state are written: a model whose
+weights went non-finite is refused, so a good checkpoint is never replaced by
+a NaN one. The config records the dtype the parameters really have (a model
+cast with ``model.astype`` saves and loads as what it became).
+
+Reading never trusts the file. Before anything is decompressed or allocated,
+the zip directory and the .npy headers are checked (``minipixel.io.inspect_npz``:
+plain arrays only, sizes that match the headers, no zip bombs, a byte budget);
+then the config is checked (kinds, types, ranges) and the parameter count it
+implies is compared with the weights the file declares, so a small file whose
+config asks for a huge model is refused before that model is built. Then the
+weights and optimizer state must be finite. Every problem is a
+``CheckpointError`` (a ValueError) that names the file (FileNotFoundError when
+it does not exist).
 """
 import json
+import math
+import numbers
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.atomic import atomic_savez
+from .io import MAX_NPZ_BYTES, NpzError, atomic_savez, inspect_npz, load_npz, loads_json
 
 __all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
-           "FORMAT", "VERSION"]
+           "validate_config", "min_parameters", "weights_are_finite", "FORMAT", "VERSION"]
 
 FORMAT = "minipixel-checkpoint"
 VERSION = 1
+DTYPES = ("float32", "float64")
+MAX_LEVELS = 65536
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable minipixel checkpoint."""
+
+
+# ---- model configs ----------------------------------------------------------------
+def validate_config(config):
+    """ValueError naming the first problem unless `config` describes a model that
+    ``models.build`` can make: a known kind, and integer sizes in range."""
+    from .models import MODELS
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a JSON object, got {type(config).__name__}")
+    if config.get("model") not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.get('model')!r}")
+    ranges = {"channels": (1, 3), "levels": (2, MAX_LEVELS), "h": (1, None),
+              "layers": (1, None), "out_hidden": (1, None), "seed": (0, None)}
+    for key, (low, high) in ranges.items():
+        v = config.get(key)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low \
+                or (high is not None and v > high):
+            want = f"an integer in {low}..{high}" if high else f"an integer >= {low}"
+            raise ValueError(f"{key} must be {want}, got {v!r}")
+    if config["channels"] not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {config['channels']}")
+    if config.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {config.get('dtype')!r}")
+    return config
+
+
+# Weights per layer in units of h*h, half of what the paper's layers have (Row LSTM:
+# 24 input-to-state + 12 state-to-state; Diagonal BiLSTM: two directions of 8 + 8;
+# PixelCNN block: 2 + 9 + 2), so the bound below stays a bound with room to spare.
+LAYER_WEIGHTS_PER_H2 = {"rowlstm": 18, "diagonal": 16, "pixelcnn": 6}
+
+
+def min_parameters(config):
+    """A lower bound on the parameter count of the model `config` describes, from its
+    sizes alone (no model is built): the 7x7 first conv (2h x C x 7 x 7), the layers
+    (LAYER_WEIGHTS_PER_H2 * h*h each), the skip conv over all layers (out_hidden x
+    2h*layers), and the two output convs. Within a factor of about 2.5 of the true count,
+    so a file's declared weights bound what building its model costs. Exact arithmetic on
+    Python ints, so h = 1e9 is just a big number."""
+    C, h, L, F = (int(config[k]) for k in ("channels", "h", "layers", "out_hidden"))
+    values = 1 if int(config["levels"]) == 2 else int(config["levels"])
+    per_layer = LAYER_WEIGHTS_PER_H2.get(config.get("model"), 1) * h * h
+    return 2 * h * C * 49 + L * per_layer + F * 2 * h * L + F * F + C * values * F
+
+
+def nonfinite_count(params):
+    """How many entries of `params` are not finite: a 0-d array on their device, worked
+    out without reading anything back."""
+    params = list(params)
+    if not params:
+        return np.int64(0)
+    return sum((~p.xp.isfinite(p.data)).sum() for p in params)
+
+
+def weights_are_finite(model):
+    """True when every parameter of `model` is finite (NumPy or CuPy; one read back)."""
+    return int(nonfinite_count(model.parameters())) == 0
 
 
 @dataclass
@@ -50,6 +120,11 @@ class Checkpoint:
     def build_model(self, device="cpu"):
         """The model of this checkpoint with its weights, on `device` (a fresh copy)."""
         from .models import build
+        try:
+            validate_config(self.config)
+        except ValueError as e:
+            raise CheckpointError(f"{self.path}: config {self.config} does not build a model: "
+                                  f"{e}") from None
         config = dict(self.config)
         try:
             model = build(config.pop("model"), **config)
@@ -66,22 +141,54 @@ class Checkpoint:
         return model
 
 
+# ---- writing ------------------------------------------------------------------------
+def _plain(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def save_checkpoint(path, model, optimizer=None, train=None):
-    """Write `model` (and optimizer state, training state dict) to `path` atomically."""
+    """Write `model` (and optimizer state, training state dict) to `path` atomically.
+    ValueError, with nothing written, if a weight or optimizer value is not finite, the
+    parameters mix dtypes, or the training state holds a non-finite number."""
+    state = model.state_dict()
+    dtypes = sorted({v.dtype.name for v in state.values()})
+    if len(dtypes) != 1 or dtypes[0] not in DTYPES:
+        raise ValueError(f"save_checkpoint: parameters must all be float32 or all float64, "
+                         f"got {dtypes}; cast the model with model.astype(...)")
+    bad = [name for name, v in state.items() if not np.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"save_checkpoint: refusing to write non-finite weights "
+                         f"({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}) to {path}")
+    config = {**model.config, "dtype": dtypes[0]}
+    try:
+        train_json = json.dumps(train, sort_keys=True, allow_nan=False, default=_plain)
+    except ValueError:
+        raise ValueError("save_checkpoint: the training state holds a non-finite number") from None
     arrays = {"format": np.array(FORMAT), "version": np.array(VERSION),
-              "config": np.array(json.dumps(model.config, sort_keys=True)),
-              "train": np.array(json.dumps(train, sort_keys=True))}
-    for name, value in model.state_dict().items():
+              "config": np.array(json.dumps(config, sort_keys=True, default=_plain)),
+              "train": np.array(train_json)}
+    for name, value in state.items():
         arrays["model/" + name] = value
     if optimizer is not None:
         for name, value in optimizer.state_dict().items():
-            arrays["optim/" + name] = np.asarray(value)
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"save_checkpoint: refusing to write non-finite optimizer "
+                                 f"state {name} to {path}")
+            arrays["optim/" + name] = value
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     atomic_savez(path, **arrays)
     return path
 
 
+# ---- reading ------------------------------------------------------------------------
 def _json(path, arrays, key):
     if key not in arrays:
         raise CheckpointError(f"{path}: not a minipixel checkpoint: no {key!r} entry")
@@ -90,13 +197,35 @@ def _json(path, arrays, key):
         raise CheckpointError(f"{path}: entry {key!r} must be a JSON string, "
                               f"got {value.dtype} {value.shape}")
     try:
-        return json.loads(str(value))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: entry {key!r} is not valid JSON: {e}") from e
+        return loads_json(str(value))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: entry {key!r} is not valid JSON: {e}") from None
 
 
-def load_checkpoint(path):
-    """Read and check a checkpoint; returns a `Checkpoint` (arrays on the CPU)."""
+def _check_declared(path, declared):
+    """Checks on the .npy headers alone, before any array is read."""
+    for key in ("format", "version", "config", "train"):
+        if key in declared and declared[key][0] != ():
+            raise CheckpointError(f"{path}: entry {key!r} must be a single value, got shape "
+                                  f"{declared[key][0]}")
+    for key, (shape, dtype) in declared.items():
+        if key.startswith(("model/", "optim/")) and dtype.kind not in "iuf":
+            raise CheckpointError(f"{path}: entry {key!r} must hold numbers, got {dtype}")
+
+
+def _check_size(path, config, declared):
+    """Refuse a config that implies more parameters than the file declares."""
+    held = sum(math.prod(shape) for key, (shape, _) in declared.items()
+               if key.startswith("model/"))
+    need = min_parameters(config)
+    if need > held:
+        raise CheckpointError(f"{path}: weights do not fit config {config}: it needs at least "
+                              f"{need:,} parameters, the file holds {held:,}")
+
+
+def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
+    """Read and check a checkpoint; returns a `Checkpoint` (arrays on the CPU).
+    `max_bytes` bounds the arrays' total size (checked from the headers first)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -108,34 +237,40 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path}: not a minipixel checkpoint: expected an .npz (zip) "
                               f"file, the file starts with {head!r}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error) as e:
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint (corrupt or truncated?): "
-                              f"{type(e).__name__}: {e}") from e
-    if not isinstance(arrays, dict) or "format" not in arrays:
-        raise CheckpointError(f"{path}: not a minipixel checkpoint (no 'format' entry)")
+        declared = inspect_npz(path, max_bytes=max_bytes)
+        _check_declared(path, declared)
+        if "format" not in declared:
+            raise CheckpointError(f"{path}: not a minipixel checkpoint (no 'format' entry)")
+        arrays = load_npz(path, max_bytes=max_bytes)
+    except NpzError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     if str(arrays["format"]) != FORMAT:
         raise CheckpointError(f"{path}: not a minipixel checkpoint (format "
                               f"{str(arrays['format'])!r}, expected {FORMAT!r})")
-    try:
-        version = int(arrays.get("version"))
-    except (TypeError, ValueError):
-        version = None
+    version = arrays.get("version")
+    version = int(version) if version is not None and version.dtype.kind in "iu" else None
     if version != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {version}, this minipixel "
                               f"reads version {VERSION}")
     config = _json(path, arrays, "config")
     train = _json(path, arrays, "train")
-    if not isinstance(config, dict) or "model" not in config:
-        raise CheckpointError(f"{path}: config must be a JSON object with a 'model', got {config!r}")
+    try:
+        validate_config(config)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: config {config!r} does not build a model: {e}") from None
     if train is not None and not isinstance(train, dict):
         raise CheckpointError(f"{path}: train state must be a JSON object, got {type(train).__name__}")
     model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     if not model_state:
         raise CheckpointError(f"{path}: checkpoint holds no model weights")
+    _check_size(path, config, declared)
+    for kind, entries in (("weight", model_state), ("optimizer state", optim_state)):
+        bad = [k for k, v in entries.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"{path}: non-finite {kind} values in {', '.join(bad[:3])}"
+                                  f"{'...' if len(bad) > 3 else ''} (a diverged run?); "
+                                  f"refusing to use it")
     ckpt = Checkpoint(path, config, model_state, optim_state, train)
     ckpt.model = ckpt.build_model()   # checks that the weights fit the config
     return ckpt
-

@@ -55,7 +55,7 @@ def encode_png(image, level=9):
 
 def write_png(path, image, scale=1):
     """Write `image` (upscaled `scale` times) to `path` atomically; returns the path."""
-    from .data.atomic import atomic_write
+    from .io import atomic_write
     data = encode_png(upscale(image, scale))
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)

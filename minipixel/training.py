@@ -1,4 +1,4 @@
-"""Training loop with exact resume, datasets by name, and test NLL.
+"""The training loop: exact resume, test NLL, and runs that stop cleanly.
 
     data = load_dataset("binary")                      # embedded digits, 0/1
     model = build("diagonal", channels=data.channels, levels=data.levels, h=16, layers=1)
@@ -14,38 +14,41 @@ takes exactly the batches and updates an uninterrupted run takes: the final
 weights are bit-for-bit the same. Batches are ``perm[k*B:(k+1)*B]``; the last
 one of an epoch may be smaller (no image is dropped).
 
-Interrupting: a KeyboardInterrupt (Ctrl-C, or raised by an ``on_step`` hook)
-saves a checkpoint of the state after the last *completed* step and is
-re-raised. Ctrl-C during the parameter update itself is held back until the
-update and the step counter are done, so a checkpoint never holds half an
-update.
+Interrupting: Ctrl-C or SIGTERM (``minipixel.interrupts``), or a
+KeyboardInterrupt raised by an ``on_step`` hook, saves a checkpoint of the
+state after the last *completed* step and is re-raised. Signals are held back
+during the parameter update (so a checkpoint never holds half an update) and
+during every save (so a second Ctrl-C cannot cut the interrupt's own save
+short, and one that arrives while an epoch's checkpoint is written is acted on
+once that write is done).
+
+Diverging: a non-finite loss, gradient norm, parameter or test NLL stops the
+run with ``TrainingDiverged`` and writes nothing, so the last checkpoint on
+disk (finite by construction: ``save_checkpoint`` refuses non-finite weights)
+is kept.
 
 Units: the loss is the NLL in nats per image (the paper's unit for MNIST); for
 8-bit data the progress bar and metrics also give bits per dimension.
 """
-import contextlib
-import json
 import math
+import numbers
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data.atomic import atomic_write
+from .backend import read_scalars
+from .checkpoint import load_checkpoint, nonfinite_count, save_checkpoint, weights_are_finite
+from .interrupts import deferred_interrupts, interrupts
+from .io import write_json
 from .layers.losses import bits_per_dim
-from .nn import SGD, Adam, RMSProp, clip_grad_norm
+from .nn import OPTIMIZERS, clip_grad_norm, grad_norm, make_optimizer
 from .progress import Progress
 from .tensor import no_grad
 
-__all__ = ["Trainer", "Dataset", "load_dataset", "evaluate_nll", "epoch_permutation",
-           "make_optimizer", "center_crop", "OPTIMIZERS", "DEFAULT_LR", "write_json"]
-
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
-DEFAULT_LR = {"rmsprop": 1e-3, "adam": 1e-3, "sgd": 1e-2}
+__all__ = ["Trainer", "TrainingDiverged", "Dataset", "load_dataset", "evaluate_nll",
+           "epoch_permutation", "center_crop", "validate_train_state"]
 
 
 # ---- data ---------------------------------------------------------------------
@@ -112,13 +115,17 @@ def epoch_permutation(seed, epoch, n):
 
 
 def evaluate_nll(model, images, batch_size=100, progress=False, desc="test"):
-    """Mean NLL of `images` under `model`: {"nats": per image, "bits_per_dim", "n"}."""
+    """Mean NLL of `images` under `model`: {"nats": per image, "bits_per_dim", "n"}.
+    The numbers may be non-finite (a diverged model); callers decide what that means."""
     n = len(images)
     if n == 0:
         raise ValueError("evaluate_nll: no images")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(f"evaluate_nll: batch_size must be an integer >= 1, got {batch_size!r}")
     bar = Progress(-(-n // batch_size), desc, enabled=progress, unit="batch")
     total = 0.0
-    with no_grad():
+    with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(0, n, batch_size):
             total += float(model.nll(images[i:i + batch_size]).numpy().astype(np.float64).sum())
             bar.update(1)
@@ -128,45 +135,54 @@ def evaluate_nll(model, images, batch_size=100, progress=False, desc="test"):
             "n": n}
 
 
-def make_optimizer(name, params, lr=None):
-    """rmsprop (the paper's), adam or sgd (momentum 0.9), with DEFAULT_LR unless lr is given."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-    lr = DEFAULT_LR[name] if lr is None else lr
-    if name == "rmsprop":
-        return RMSProp(params, lr=lr)
-    if name == "adam":
-        return Adam(params, lr=lr)
-    if name == "sgd":
-        return SGD(params, lr=lr, momentum=0.9)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+class TrainingDiverged(FloatingPointError):
+    """The loss, a gradient or a weight became non-finite; nothing was saved."""
 
 
-def write_json(path, obj):
-    """Write `obj` as indented JSON, atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    return path
+# ---- the training state in a checkpoint ------------------------------------------
+def _is_int(v, low=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
-@contextlib.contextmanager
-def defer_sigint():
-    """Hold back Ctrl-C inside the block; deliver it (KeyboardInterrupt) at the end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if received and old is not signal.SIG_IGN:
-            if callable(old):
-                old(signal.SIGINT, None)
-            raise KeyboardInterrupt
+def _is_number(v, low=None):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return ok and (low is None or v >= low)
+
+
+def validate_train_state(t):
+    """ValueError naming the first problem unless `t` (a checkpoint's training state) holds
+    every setting and counter a resumed run needs, each of the right type and range."""
+    if not isinstance(t, dict):
+        raise ValueError(f"training state must be a JSON object, got {type(t).__name__}")
+    checks = {
+        "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+        "lr": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+        "batch_size": (lambda v: _is_int(v, 1), "an integer >= 1"),
+        "epochs": (lambda v: _is_int(v), "an integer >= 0"),
+        "seed": (lambda v: _is_int(v), "an integer >= 0"),
+        "clip": (lambda v: v is None or (_is_number(v) and v > 0), "null or a finite number > 0"),
+        "dataset": (lambda v: v is None or (isinstance(v, dict) and all(isinstance(k, str)
+                                                                         for k in v)),
+                    "null or a JSON object"),
+        "epoch": (lambda v: _is_int(v), "an integer >= 0"),
+        "step": (lambda v: _is_int(v), "an integer >= 0"),
+        "global_step": (lambda v: _is_int(v), "an integer >= 0"),
+        "loss_sum": (lambda v: _is_number(v, 0), "a finite number >= 0"),
+        "loss_images": (lambda v: _is_int(v), "an integer >= 0"),
+        "train_time_s": (lambda v: _is_number(v, 0), "a finite number >= 0"),
+        "history": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+                    "a list of JSON objects"),
+    }
+    missing = [k for k in checks if k not in t]
+    if missing:
+        raise ValueError(f"training state lacks {', '.join(missing)}")
+    for key, (ok, what) in checks.items():
+        if not ok(t[key]):
+            raise ValueError(f"training state: {key} must be {what}, got {t[key]!r}")
+    if t["global_step"] < t["step"]:
+        raise ValueError(f"training state: global_step {t['global_step']} is smaller than "
+                         f"the step within the epoch, {t['step']}")
+    return t
 
 
 # ---- the loop -----------------------------------------------------------------
@@ -182,20 +198,28 @@ class Trainer:
     def __init__(self, model, train_images, test_images, *, optimizer="adam", lr=None,
                  batch_size=16, epochs=1, seed=0, clip=None, out=None, max_steps=None,
                  eval_batch_size=100, dataset=None, progress=True, log=print, on_step=None):
-        if batch_size < 1 or epochs < 0:
-            raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+        for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0),
+                                 ("seed", seed, 0), ("eval_batch_size", eval_batch_size, 1),
+                                 ("max_steps", 1 if max_steps is None else max_steps, 1)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if clip is not None and not (_is_number(clip) and clip > 0):
+            raise ValueError(f"clip must be None (off) or a finite number > 0, got {clip!r}")
         if len(train_images) == 0:
             raise ValueError("no training images")
+        if len(test_images) == 0:
+            raise ValueError("no test images")
         self.model, self.train_images, self.test_images = model, train_images, test_images
         self.optimizer = make_optimizer(optimizer, model.parameters(), lr)
         self.settings = dict(optimizer=optimizer, lr=self.optimizer.lr,
                              batch_size=int(batch_size), epochs=int(epochs), seed=int(seed),
-                             clip=clip, dataset=dataset)
+                             clip=None if clip is None else float(clip), dataset=dataset)
         self.out, self.max_steps, self.eval_batch_size = out, max_steps, eval_batch_size
         self.progress, self.log, self.on_step = progress, log or (lambda *a, **k: None), on_step
         self.state = dict(epoch=0, step=0, global_step=0, loss_sum=0.0, loss_images=0,
                           train_time_s=0.0, history=[])
         self.status = "new"
+        self.saved = None        # (epoch, global step) of the last checkpoint this run wrote
 
     # ---- files ----------------------------------------------------------------
     @property
@@ -210,10 +234,15 @@ class Trainer:
         return {**self.settings, **self.state, "status": self.status}
 
     def save(self, path=None):
-        """Checkpoint (model, optimizer, settings, position) to `path` or out/checkpoint.npz."""
+        """Checkpoint (model, optimizer, settings, position) to `path` or out/checkpoint.npz.
+        Ctrl-C / SIGTERM during the write wait until it is done."""
         path = path or self.checkpoint_path
         if path is not None:
-            save_checkpoint(path, self.model, self.optimizer, self.train_state())
+            if not weights_are_finite(self.model):
+                raise self._diverged("a weight became non-finite after the update")
+            with deferred_interrupts():
+                save_checkpoint(path, self.model, self.optimizer, self.train_state())
+            self.saved = (self.state["epoch"], self.state["global_step"])
         return path
 
     def metrics(self):
@@ -228,20 +257,34 @@ class Trainer:
 
     def write_metrics(self, extra=None):
         if self.metrics_path is not None:
-            write_json(self.metrics_path, {**self.metrics(), **(extra or {})})
+            with deferred_interrupts():
+                write_json(self.metrics_path, {**self.metrics(), **(extra or {})})
 
     @classmethod
     def resume(cls, checkpoint, train_images, test_images, *, device="cpu", epochs=None,
                **kwargs):
-        """A Trainer that continues the run saved in `checkpoint` (a path or Checkpoint)."""
+        """A Trainer that continues the run saved in `checkpoint` (a path or Checkpoint).
+        The whole saved state is checked against the model and the data first: ValueError
+        (naming the checkpoint) before any step is taken."""
         ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
         t = ckpt.train
         if not t or "global_step" not in t:
             raise ValueError(f"{ckpt.path}: holds no training state to resume from")
+        try:
+            validate_train_state(t)
+        except ValueError as e:
+            raise ValueError(f"{ckpt.path}: {e}") from None
         model = ckpt.model if device == "cpu" else ckpt.model.to(device)
         trainer = cls(model, train_images, test_images, optimizer=t["optimizer"], lr=t["lr"],
                       batch_size=t["batch_size"], epochs=t["epochs"] if epochs is None else epochs,
                       seed=t["seed"], clip=t["clip"], dataset=t.get("dataset"), **kwargs)
+        nb, B, N = trainer.steps_per_epoch, t["batch_size"], len(train_images)
+        if t["step"] > nb:
+            raise ValueError(f"{ckpt.path}: training state is at step {t['step']} of an epoch "
+                             f"that has {nb} steps ({N} images, batch {B})")
+        if t["loss_images"] != min(t["step"] * B, N):
+            raise ValueError(f"{ckpt.path}: training state counts {t['loss_images']} images "
+                             f"in {t['step']} steps of batch {B}, expected {min(t['step'] * B, N)}")
         try:
             trainer.optimizer.load_state_dict(ckpt.optimizer_state)
         except (KeyError, ValueError) as e:
@@ -262,19 +305,32 @@ class Trainer:
         dims = int(np.prod(self.train_images.shape[1:]))
         return f"{float(bits_per_dim(nats, dims)):.3f} bits/dim"
 
+    def _diverged(self, what):
+        return TrainingDiverged(f"{what} at step {self.state['global_step'] + 1} (epoch "
+                                f"{self.state['epoch'] + 1}); try a lower --lr or a --clip")
+
     def train_step(self, batch):
-        """One update on `batch`; returns the batch's mean NLL (nats per image)."""
+        """One update on `batch`; returns the batch's mean NLL (nats per image).
+        TrainingDiverged if the loss, the gradient norm or an updated weight is not finite."""
         self.optimizer.zero_grad()
-        loss = self.model.loss(batch)
-        loss.backward()
-        value = float(loss.item())
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+            loss = self.model.loss(batch)
+            loss.backward()
+        params = self.model.parameters()
+        clip = self.settings["clip"]
+        norm = clip_grad_norm(params, clip) if clip else grad_norm(params)
+        # One read from the device per step (on a GPU, the step's only synchronisation):
+        # the loss, the gradient norm, and whether the weights the loss was computed with
+        # (the previous update's) are finite; the last update's are checked by save().
+        value, norm, bad = read_scalars(loss.data, norm, nonfinite_count(params))
+        if bad:
+            raise self._diverged("a weight became non-finite after the update")
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at step {self.state['global_step'] + 1}; "
-                                     "try a lower --lr or --clip")
-        with defer_sigint():          # the update and the counters move together
-            if self.settings["clip"]:
-                clip_grad_norm(self.model.parameters(), self.settings["clip"])
-            self.optimizer.step()
+            raise self._diverged(f"the loss is {value}")
+        if not math.isfinite(norm):
+            raise self._diverged(f"the gradient norm is {norm}")
+        with deferred_interrupts(), np.errstate(over="ignore", invalid="ignore"):
+            self.optimizer.step()            # the update and the counters move together
             s = self.state
             s["step"] += 1
             s["global_step"] += 1
@@ -283,7 +339,24 @@ class Trainer:
         return value
 
     def run(self):
-        """Train until `epochs` (or max_steps); returns metrics(). Saves on the way."""
+        """Train until `epochs` (or max_steps); returns metrics(). Saves on the way.
+        Ctrl-C and SIGTERM save and re-raise (an Interrupted, a KeyboardInterrupt);
+        a diverging run raises TrainingDiverged and saves nothing."""
+        try:
+            with interrupts():
+                return self._run()
+        except TrainingDiverged as e:
+            self.status = "diverged"
+            path = self.checkpoint_path
+            if self.saved:
+                kept = f"; {path} keeps epoch {self.saved[0]}, step {self.saved[1]}"
+            elif path and os.path.exists(path):
+                kept = f"; {path} was left as it was"
+            else:
+                kept = "; no checkpoint was written"
+            raise TrainingDiverged(f"training diverged: {e}{kept}") from None
+
+    def _run(self):
         s, B = self.state, self.settings["batch_size"]
         epochs, nb = self.settings["epochs"], self.steps_per_epoch
         if self.status == "resumed":
@@ -313,6 +386,8 @@ class Trainer:
                 s["train_time_s"] += time.perf_counter() - t_mark
                 test = evaluate_nll(self.model, self.test_images, self.eval_batch_size,
                                     progress=self.progress)
+                if not math.isfinite(test["nats"]):
+                    raise self._diverged(f"the test NLL is {test['nats']}")
                 t_mark = time.perf_counter()
                 s["history"].append({
                     "epoch": s["epoch"] + 1, "global_step": s["global_step"],
@@ -336,8 +411,9 @@ class Trainer:
                 bar.close()
             self.status = "interrupted"
             s["train_time_s"] += time.perf_counter() - t_mark
-            path = self.save()
-            self.write_metrics()
+            with deferred_interrupts(deliver=False):     # a second Ctrl-C cannot cut this short
+                path = self.save()
+                self.write_metrics()
             if path:
                 self.log(f"interrupted: checkpoint saved to {path} (epoch {s['epoch'] + 1}, "
                          f"step {s['step']}); continue with --resume {path}")

@@ -7,7 +7,7 @@ import pytest
 
 from minipixel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minipixel.models import build
-from minipixel.training import make_optimizer
+from minipixel.nn import make_optimizer
 
 
 def trained(kind="rowlstm", C=1, levels=2, optimizer="adam"):

@@ -8,8 +8,8 @@ import pytest
 
 from minipixel.checkpoint import load_checkpoint
 from minipixel.models import build
-from minipixel.training import (Trainer, epoch_permutation, evaluate_nll, load_dataset,
-                                make_optimizer)
+from minipixel.nn import make_optimizer
+from minipixel.training import Trainer, epoch_permutation, evaluate_nll, load_dataset
 
 
 @pytest.fixture(scope="module")

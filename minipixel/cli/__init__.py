@@ -9,27 +9,51 @@
     minipixel reference|compare|audit   the cross-check toolkit (minipixel.crosscheck)
 
 One module per subcommand; each offers add_parser(subparsers) and run(args).
-Exit status: 0 done, 1 a check failed, 2 a usage or input error, 130 Ctrl-C.
+
+Errors: every expected failure (a bad flag, a missing or damaged file, an
+output that cannot be written, a locked run folder, a diverging run, a
+missing GPU, memory running out) is one line on stderr,
+``minipixel <command>: <what went wrong and what to do>``, and exit status 2.
+A traceback means a bug in minipixel; ``--debug`` (anywhere on the command
+line) shows the traceback of an expected failure too.
+Exit status: 0 done, 1 a check failed, 2 a usage or input error, 130 Ctrl-C,
+143 SIGTERM (training saves a checkpoint on both).
 Each command computes where its --device says (the CPU if it has none), whatever
 MINIPIXEL_DEVICE says.
 BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/threads.py).
 """
 import argparse
+import signal
 import sys
 
-from ..backend import default_device_override
+from ..backend import DeviceError, default_device_override
+from ..checkpoint import CheckpointError
+from ..interrupts import interrupts
+from ..runlock import RunLocked
+from ..training import TrainingDiverged
 from . import complete, crosscheck, evaluate, receptive_field, sample, train
 from .common import CLIError
 from .threads import configure_blas_threads
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXPECTED_ERRORS"]
 
 SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field)
+
+# Failures that are the input's or the environment's, not minipixel's: one line, exit 2.
+EXPECTED_ERRORS = (CLIError, CheckpointError, DeviceError, TrainingDiverged, RunLocked, OSError,
+                   MemoryError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser():
     from .. import __version__
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="minipixel", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="PixelRNN (Row LSTM, Diagonal BiLSTM) and PixelCNN on a tiny NumPy/CuPy "
                     "autograd engine.\nWith no arguments: the default main job, a small "
@@ -38,6 +62,8 @@ def build_parser():
                "Environment: MINIPIXEL_BLAS_THREADS=N (default 1: small GEMMs run faster and "
                "never stall on a busy machine).")
     p.add_argument("--version", action="version", version=f"minipixel {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error (anywhere on the command line)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(sub)
@@ -45,26 +71,55 @@ def build_parser():
     return p
 
 
+def describe(error):
+    """One line for an expected failure."""
+    if isinstance(error, MemoryError):
+        return ("out of memory" + (f" ({error})" if str(error) else "")
+                + "; try smaller sizes, fewer images or a smaller batch")
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def _strip_debug(argv):
+    """(argv without --debug, whether it was there); arguments after "--" are kept."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head = [a for a in argv[:cut] if a != "--debug"]
+    return head + argv[cut:], len(head) != cut
+
+
 def main(argv=None):
     """Run the command line; returns the exit status (the console script exits with it)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, debug = _strip_debug(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] in crosscheck.COMMANDS:
         configure_blas_threads()
-        with default_device_override("cpu"):
-            return crosscheck.run(argv[0], argv[1:])
+        return _guarded(argv[0], debug, "cpu", crosscheck.run, argv[0], argv[1:])
     parser = build_parser()
     names = {"train", "evaluate", "sample", "complete", "receptive-field"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train"] + argv               # `minipixel [train flags]`: the train command
     args = parser.parse_args(argv)
     configure_blas_threads()
+    return _guarded(args.command, debug, getattr(args, "device", "cpu"), args.run, args)
+
+
+def _guarded(command, debug, device, fn, *args):
+    """fn(*args) computing on `device`, with expected failures as one line and exit 2,
+    Ctrl-C (SIGINT) as 130 and SIGTERM as 143 (a training run saves its checkpoint first)."""
     try:
         # --device alone decides where a command computes (MINIPIXEL_DEVICE is for the API)
-        with default_device_override(getattr(args, "device", "cpu")):
-            return args.run(args)
-    except CLIError as e:
-        print(f"minipixel {args.command}: error: {e}", file=sys.stderr)
+        with interrupts(), default_device_override(device):
+            return fn(*args)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\nminipixel {command}: interrupted ({signal.Signals(signum).name})",
+              file=sys.stderr)
+        return 128 + int(signum)
+    except EXPECTED_ERRORS as e:
+        if debug:
+            raise
+        print(f"minipixel {command}: {describe(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\nminipixel {args.command}: interrupted", file=sys.stderr)
-        return 130

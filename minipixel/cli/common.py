@@ -1,13 +1,64 @@
-"""What the subcommands share: errors, device and dataset flags, checkpoint loading."""
+"""What the subcommands share: errors, flag types, device and dataset flags, checkpoint
+loading, output checks."""
 import argparse
+import math
 import os
 import sys
 
 from ..backend import DeviceError, check_device
 
+MAX_SEED = 2 ** 63 - 1
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+# ---- flag types: argparse refuses a bad value before the command starts -----------
+def integer(low, high=None):
+    """An argparse type: an integer in low..high (high None: no upper bound)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low, *, above=False):
+    """An argparse type: a finite float >= low (> low if `above`)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {'>' if above else '>='} {low:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = integer(1)
+NON_NEGATIVE = integer(0)
+SEED = integer(0, MAX_SEED)
+
+
+def check_output(path, *, directory=False, flag="--out"):
+    """Refuse an output path that cannot be written, before any work (one-line CLIError)."""
+    from ..io import check_writable
+    try:
+        return check_writable(path, directory=directory)
+    except OSError as e:
+        what = "output folder" if directory else "output file"
+        raise CLIError(f"cannot write the {what} {path}: {e.strerror or e}; "
+                       f"choose another {flag}") from None
 
 
 def add_device(p):
@@ -24,9 +75,9 @@ def add_dataset(p, default_help="the checkpoint's dataset"):
                    help="use full MNIST from its IDX files in DIR (binary or grey)")
     g.add_argument("--cifar-dir", metavar="DIR", default=None,
                    help="use CIFAR-10 (binary version) from DIR (rgb)")
-    g.add_argument("--crop", type=int, metavar="S", default=None,
+    g.add_argument("--crop", type=POSITIVE, metavar="S", default=None,
                    help="central S x S crop of every image (small, fast experiments)")
-    g.add_argument("--n-test", type=int, metavar="N", default=None,
+    g.add_argument("--n-test", type=POSITIVE, metavar="N", default=None,
                    help="use only the first N test images")
     return g
 
@@ -54,12 +105,15 @@ def dataset_spec(args, base=None):
     return spec
 
 
-def load_data(spec):
+def load_data(spec, origin=None):
+    """The dataset of `spec`; origin: the checkpoint the spec came from (for the message)."""
     from ..training import load_dataset
     try:
         return load_dataset(**spec)
-    except (ValueError, FileNotFoundError) as e:
-        raise CLIError(f"cannot load the dataset: {e}") from None
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        where = f"{origin}: cannot load the dataset it names" if origin else \
+            "cannot load the dataset"
+        raise CLIError(f"{where}: {e}") from None
 
 
 def spec_for_model(model, base=None):

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, dataset_spec,
-                     default_output, device, load_data, load_model, progress_printer,
-                     spec_for_model)
+from .common import (NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, add_dataset,
+                     add_device, check_fits, check_output, dataset_spec, default_output, device,
+                     load_data, load_model, progress_printer, spec_for_model)
 
 
 def add_parser(sub):
@@ -18,17 +18,19 @@ def add_parser(sub):
                        epilog="example:\n  minipixel complete runs/main/checkpoint.npz "
                               "--images 6 --completions 5 --out docs/completions.png")
     p.add_argument("checkpoint", help="a checkpoint .npz written by `minipixel train`")
-    p.add_argument("--images", type=int, default=6, help="test images (rows) (default %(default)s)")
-    p.add_argument("--completions", type=int, default=4,
+    p.add_argument("--images", type=POSITIVE, default=6,
+                   help="test images (rows) (default %(default)s)")
+    p.add_argument("--completions", type=POSITIVE, default=4,
                    help="completions per image (default %(default)s)")
-    p.add_argument("--first", type=int, default=0,
+    p.add_argument("--first", type=NON_NEGATIVE, default=0,
                    help="index of the first test image used (default %(default)s)")
-    p.add_argument("--keep-rows", type=int, default=None,
+    p.add_argument("--keep-rows", type=NON_NEGATIVE, default=None,
                    help="rows kept from the top (default: half the image)")
-    p.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    p.add_argument("--seed", type=SEED, default=0, help="default %(default)s")
     p.add_argument("--out", metavar="PNG", default=None,
                    help="output file (default completions.png next to the checkpoint)")
-    p.add_argument("--scale", type=int, default=3, help="upscaling factor (default %(default)s)")
+    p.add_argument("--scale", type=POSITIVE, default=3,
+                   help="upscaling factor (default %(default)s)")
     p.add_argument("--naive", action="store_true", help="naive sampler instead of the cached one")
     add_dataset(p)
     add_device(p)
@@ -41,14 +43,14 @@ def run(args):
     from ..png import write_png
     from ..sampling import sample
     dev = device(args.device)
+    out = args.out or default_output(args.checkpoint, "completions.png")
     model, ckpt = load_model(args.checkpoint, dev)
+    check_output(out)
     base = dict(spec_for_model(model, (ckpt.train or {}).get("dataset")), n_train=0)
     spec = dataset_spec(args, base)
     spec.update(n_train=0, n_test=None)   # only the test images are needed
     data = load_data(spec)
     check_fits(model, data)
-    if args.images < 1 or args.completions < 1:
-        raise CLIError("--images and --completions must be positive")
     if not 0 <= args.first <= len(data.test) - args.images:
         raise CLIError(f"--first {args.first} with --images {args.images}: the test set has "
                        f"{len(data.test)} images")
@@ -62,7 +64,6 @@ def run(args):
     t = time.perf_counter()
     drawn = sample(model, n * k, H, W, seed=args.seed, cached=not args.naive, given=given,
                    given_mask=occlusion_mask(H, W, keep), progress=progress_printer("completing"))
-    out = args.out or default_output(args.checkpoint, "completions.png")
     write_png(out, completions_figure(originals, drawn.reshape(n, k, C, H, W), model.levels,
                                       keep, scale=args.scale))
     print(f"wrote {out}: {n} test images (from #{args.first}), {k} completions each of the "

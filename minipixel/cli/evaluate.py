@@ -1,8 +1,8 @@
 """minipixel evaluate: the test NLL of a checkpoint, in nats per image and bits per dimension."""
-import json
+import math
 
-from .common import (HelpFormatter, add_dataset, add_device, check_fits, dataset_spec, device,
-                     load_data, load_model, spec_for_model)
+from .common import (POSITIVE, CLIError, HelpFormatter, add_dataset, add_device, check_fits,
+                     check_output, dataset_spec, device, load_data, load_model, spec_for_model)
 
 
 def add_parser(sub):
@@ -13,7 +13,7 @@ def add_parser(sub):
     add_dataset(p)
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="which split to score (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=100, help="default %(default)s")
+    p.add_argument("--batch-size", type=POSITIVE, default=100, help="default %(default)s")
     p.add_argument("--json", metavar="PATH", default=None,
                    help="also write the numbers to this JSON file")
     add_device(p)
@@ -22,8 +22,11 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..training import evaluate_nll, write_json
+    from ..io import dumps_json, write_json
+    from ..training import evaluate_nll
     dev = device(args.device)
+    if args.json:
+        check_output(args.json, flag="--json")
     model, ckpt = load_model(args.checkpoint, dev)
     base = spec_for_model(model, (ckpt.train or {}).get("dataset"))
     base = dict(base, n_train=None)
@@ -31,6 +34,9 @@ def run(args):
     check_fits(model, data)
     images = data.test if args.split == "test" else data.train
     result = evaluate_nll(model, images, args.batch_size, progress=True, desc=args.split)
+    if not math.isfinite(result["nats"]):
+        raise CLIError(f"the {args.split} NLL under {args.checkpoint} is {result['nats']} "
+                       f"(its weights are finite, but its outputs overflow on these images)")
     result = {"checkpoint": args.checkpoint, "split": args.split, "dataset": data.spec,
               "nll_nats_per_image": result["nats"], "bits_per_dim": result["bits_per_dim"],
               "images": result["n"], "shape": list(images.shape[1:]), "config": model.config}
@@ -41,5 +47,5 @@ def run(args):
         write_json(args.json, result)
         print(f"wrote {args.json}")
     else:
-        print(json.dumps({k: result[k] for k in ("nll_nats_per_image", "bits_per_dim", "images")}))
+        print(dumps_json({k: result[k] for k in ("nll_nats_per_image", "bits_per_dim", "images")}))
     return 0

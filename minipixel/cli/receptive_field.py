@@ -14,26 +14,26 @@ side, left to right in the order of --models:
 """
 import numpy as np
 
-from .common import CLIError, HelpFormatter
+from .common import NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, check_output, integer
 
 
 def add_parser(sub):
     p = sub.add_parser("receptive-field", help="PNG of the three models' receptive fields",
                        description=__doc__, formatter_class=HelpFormatter,
                        epilog="example:\n  minipixel receptive-field --out docs/receptive_field.png")
-    p.add_argument("--size", type=int, default=16, help="image size S x S (default %(default)s)")
-    p.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"), default=None,
+    p.add_argument("--size", type=integer(2), default=16, help="image size S x S (default %(default)s)")
+    p.add_argument("--pixel", type=NON_NEGATIVE, nargs=2, metavar=("ROW", "COL"), default=None,
                    help="the output pixel (default: row S-4, column S//3)")
     p.add_argument("--models", nargs="+", choices=("pixelcnn", "rowlstm", "diagonal"),
                    default=["pixelcnn", "rowlstm", "diagonal"], help="default: all three")
-    p.add_argument("--layers", type=int, default=3, help="layers per model (default %(default)s)")
-    p.add_argument("--h", type=int, default=4, help="hidden units (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    p.add_argument("--layers", type=POSITIVE, default=3, help="layers per model (default %(default)s)")
+    p.add_argument("--h", type=POSITIVE, default=4, help="hidden units (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="default %(default)s")
     p.add_argument("--no-leaky", action="store_true",
                    help="keep plain ReLUs (dead units may then hide some paths)")
     p.add_argument("--out", metavar="PNG", default="receptive_field.png",
                    help="output file (default %(default)s)")
-    p.add_argument("--scale", type=int, default=14, help="pixels per cell (default %(default)s)")
+    p.add_argument("--scale", type=integer(2), default=14, help="pixels per cell (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="do not print the maps as text")
     p.set_defaults(run=run)
     return p
@@ -44,11 +44,10 @@ def run(args):
     from ..models import build
     from ..png import write_png
     S = args.size
-    if S < 2 or args.layers < 1 or args.h < 1 or args.scale < 2:
-        raise CLIError("need --size >= 2, --layers >= 1, --h >= 1 and --scale >= 2")
     pixel = tuple(args.pixel) if args.pixel else (max(S - 4, 0), S // 3)
     if not (0 <= pixel[0] < S and 0 <= pixel[1] < S):
         raise CLIError(f"--pixel {pixel} is outside the {S} x {S} image")
+    check_output(args.out)
     models = [build(name, channels=1, levels=2, h=args.h, layers=args.layers, out_hidden=8,
                     seed=args.seed, dtype=np.float64) for name in args.models]
     maps = receptive_field_maps(models, S, S, pixel, seed=args.seed, leaky=not args.no_leaky)

@@ -1,8 +1,8 @@
 """minipixel sample: a PNG grid of images drawn from a checkpoint (seeded)."""
 import time
 
-from .common import (CLIError, HelpFormatter, add_device, default_output, device, image_size,
-                     load_model, progress_printer, spec_for_model)
+from .common import (POSITIVE, SEED, HelpFormatter, add_device, check_output, default_output,
+                     device, image_size, load_model, progress_printer, spec_for_model)
 
 
 def add_parser(sub):
@@ -11,14 +11,15 @@ def add_parser(sub):
                        epilog="example:\n  minipixel sample runs/main/checkpoint.npz --n 64 "
                               "--out docs/samples.png")
     p.add_argument("checkpoint", help="a checkpoint .npz written by `minipixel train`")
-    p.add_argument("--n", type=int, default=16, help="number of images (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="default %(default)s")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    p.add_argument("--n", type=POSITIVE, default=16, help="number of images (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="default %(default)s")
+    p.add_argument("--size", type=POSITIVE, nargs=2, metavar=("H", "W"), default=None,
                    help="image size (default: the training images' size)")
     p.add_argument("--out", metavar="PNG", default=None,
                    help="output file (default samples.png next to the checkpoint)")
-    p.add_argument("--cols", type=int, default=None, help="grid columns (default: square)")
-    p.add_argument("--scale", type=int, default=3, help="upscaling factor (default %(default)s)")
+    p.add_argument("--cols", type=POSITIVE, default=None, help="grid columns (default: square)")
+    p.add_argument("--scale", type=POSITIVE, default=3,
+                   help="upscaling factor (default %(default)s)")
     p.add_argument("--naive", action="store_true",
                    help="naive sampler (one full forward pass per sub-pixel) instead of the "
                         "exact cached one; both draw the same images")
@@ -34,18 +35,19 @@ def run(args):
     from ..png import write_png
     from ..sampling import sample
     dev = device(args.device)
-    if args.n < 1 or args.scale < 1:
-        raise CLIError("--n and --scale must be positive")
+    out = args.out or default_output(args.checkpoint, "samples.png")
     model, ckpt = load_model(args.checkpoint, dev)
+    check_output(out)
+    if args.npy:
+        check_output(args.npy, flag="--npy")
     H, W = args.size or image_size(spec_for_model(model, (ckpt.train or {}).get("dataset")))
     t = time.perf_counter()
     images = sample(model, args.n, H, W, seed=args.seed, cached=not args.naive,
                     progress=progress_printer("sampling"))
-    out = args.out or default_output(args.checkpoint, "samples.png")
     write_png(out, samples_figure(images, model.levels, ncols=args.cols, scale=args.scale))
     if args.npy:
         import numpy as np
-        from ..data.atomic import atomic_write
+        from ..io import atomic_write
         with atomic_write(args.npy) as f:
             np.save(f, images)
     print(f"wrote {out}: {args.n} samples of {H}x{W} from {model.name}, seed {args.seed} "

@@ -3,20 +3,34 @@
 With no arguments at all this is the default main job: a small Diagonal
 BiLSTM on the embedded binarized digits, about 5 minutes on a 2-core CPU,
 leaving checkpoint.npz, metrics.json (test NLL) and samples.png in runs/main.
+
+Ctrl-C and SIGTERM save a checkpoint of the last completed step and exit
+(130, 143). One run at a time per output folder (a lock). A run whose loss or
+weights become non-finite stops and writes nothing, so the last checkpoint is
+kept.
 """
 import os
 import time
 
+import numpy as np
+
+from ..checkpoint import min_parameters
+from ..io import remove_stale_temporaries
 from ..models import MODELS, PRESETS, build
-from ..training import DEFAULT_LR, OPTIMIZERS, Trainer
-from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, dataset_spec,
-                     device, load_data, load_model)
+from ..nn import DEFAULT_LR, OPTIMIZERS
+from ..runlock import RunLock
+from ..training import Trainer, validate_train_state
+from .common import (NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, add_dataset,
+                     add_device, check_fits, check_output, dataset_spec, device, load_data,
+                     load_model, number)
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=12,
                 batch_size=16, optimizer="adam", lr=None, clip=100.0, seed=0, dtype="float32",
                 samples=64)
 MAIN_OUT = os.path.join("runs", "main")
+RUN_FILES = ("checkpoint.npz", "metrics.json", "samples.png")
+MAX_MODEL_BYTES = 1 << 30       # refuse models whose weights alone would take more than 1 GiB
 
 # Flags that describe the run itself; with --resume they come from the checkpoint.
 RUN_FLAGS = ("model", "preset", "h", "layers", "out_hidden", "dataset", "mnist_dir", "cifar_dir",
@@ -40,42 +54,42 @@ def add_parser(sub):
     m.add_argument("--preset", choices=sorted(PRESETS), default=None, metavar="NAME",
                    help="a paper setting: " + ", ".join(sorted(PRESETS))
                         + "; --h/--layers/--out-hidden override it")
-    m.add_argument("--h", type=int, default=None,
+    m.add_argument("--h", type=POSITIVE, default=None,
                    help=f"hidden units h; layers carry 2h maps (default {MAIN_JOB['h']})")
-    m.add_argument("--layers", type=int, default=None,
+    m.add_argument("--layers", type=POSITIVE, default=None,
                    help=f"number of LSTM layers / residual blocks (default {MAIN_JOB['layers']})")
-    m.add_argument("--out-hidden", type=int, default=None,
+    m.add_argument("--out-hidden", type=POSITIVE, default=None,
                    help=f"maps of the output 1x1 convs (default {MAIN_JOB['out_hidden']})")
     m.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="parameter and compute precision (default float32)")
     g = add_dataset(p, default_help="binary, or what --preset implies")
-    g.add_argument("--n-train", type=int, metavar="N", default=None,
+    g.add_argument("--n-train", type=POSITIVE, metavar="N", default=None,
                    help="use only the first N training images")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None, help=f"default {MAIN_JOB['epochs']}")
-    t.add_argument("--batch-size", type=int, default=None,
+    t.add_argument("--epochs", type=POSITIVE, default=None, help=f"default {MAIN_JOB['epochs']}")
+    t.add_argument("--batch-size", type=POSITIVE, default=None,
                    help=f"default {MAIN_JOB['batch_size']} (the paper's)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help=f"default {MAIN_JOB['optimizer']} (the paper used rmsprop)")
-    t.add_argument("--lr", type=float, default=None,
+    t.add_argument("--lr", type=number(0, above=True), default=None,
                    help="learning rate (default " + ", ".join(f"{k} {v:g}" for k, v in
                                                            DEFAULT_LR.items()) + ")")
-    t.add_argument("--clip", type=float, default=None,
+    t.add_argument("--clip", type=number(0), default=None,
                    help=f"clip gradients to this global norm, 0 = off (default {MAIN_JOB['clip']:g})")
-    t.add_argument("--seed", type=int, default=None,
+    t.add_argument("--seed", type=SEED, default=None,
                    help="seed of the weights and of the data order (default 0)")
-    t.add_argument("--max-steps", type=int, default=None,
+    t.add_argument("--max-steps", type=POSITIVE, default=None,
                    help="stop (with a checkpoint) after this many updates in all")
     t.add_argument("--resume", metavar="CHECKPOINT", default=None,
                    help="continue a run from its checkpoint (model, optimizer, position)")
-    t.add_argument("--eval-batch-size", type=int, default=100, help="default %(default)s")
+    t.add_argument("--eval-batch-size", type=POSITIVE, default=100, help="default %(default)s")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None,
                    help=f"output folder (default {MAIN_OUT}, or the checkpoint's folder with "
                         "--resume, or runs/<model> for other models)")
-    o.add_argument("--samples", type=int, default=None,
+    o.add_argument("--samples", type=NON_NEGATIVE, default=None,
                    help=f"images in the final sample grid, 0 = none (default {MAIN_JOB['samples']})")
-    o.add_argument("--sample-seed", type=int, default=0, help="default %(default)s")
+    o.add_argument("--sample-seed", type=SEED, default=0, help="default %(default)s")
     o.add_argument("--naive-sampler", action="store_true",
                    help="sample with the naive sampler (one forward pass per sub-pixel) "
                         "instead of the exact cached one")
@@ -97,9 +111,20 @@ def _model_settings(args):
     for key in ("h", "layers", "out_hidden"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-        if config[key] < 1:
-            raise CLIError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
     return config
+
+
+def _build(kind, config):
+    """The model, refused (before any allocation) if its weights alone would be too big."""
+    need = min_parameters({**config, "model": kind}) * np.dtype(config["dtype"]).itemsize
+    if need > MAX_MODEL_BYTES:
+        raise CLIError(f"--h {config['h']}, --layers {config['layers']}, --out-hidden "
+                       f"{config['out_hidden']} ask for at least {need / 2**30:.1f} GiB of weights "
+                       f"(the limit is {MAX_MODEL_BYTES / 2**30:.0f} GiB); choose smaller sizes")
+    try:
+        return build(kind, **config)
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"cannot build the model: {e}") from None
 
 
 def _new_trainer(args, dev, log):
@@ -111,19 +136,13 @@ def _new_trainer(args, dev, log):
     data = load_data(spec)
     config.update(channels=data.channels, levels=data.levels, seed=args.seed or 0,
                   dtype=args.dtype or MAIN_JOB["dtype"])
-    kind = config.pop("model")
-    model = build(kind, **config)
+    model = _build(config.pop("model"), config)
     check_fits(model, data)
     if dev != "cpu":
         model.to(dev)
-    opt = args.optimizer or MAIN_JOB["optimizer"]
     clip = MAIN_JOB["clip"] if args.clip is None else args.clip
-    for name in ("epochs", "batch_size", "max_steps"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "epochs" else 1):
-            raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    trainer = Trainer(model, data.train, data.test, optimizer=opt, lr=args.lr,
-                      batch_size=args.batch_size or MAIN_JOB["batch_size"],
+    trainer = Trainer(model, data.train, data.test,
+                      optimizer=args.optimizer or MAIN_JOB["optimizer"], lr=args.lr, batch_size=args.batch_size or MAIN_JOB["batch_size"],
                       epochs=MAIN_JOB["epochs"] if args.epochs is None else args.epochs,
                       seed=args.seed or 0, clip=clip or None, dataset=spec,
                       max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
@@ -132,6 +151,7 @@ def _new_trainer(args, dev, log):
 
 
 def _resumed_trainer(args, dev, log):
+    """The run saved in --resume, with its whole state checked before any step."""
     given = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS if getattr(args, f, None) is not None]
     if given:
         raise CLIError(f"with --resume the run's settings come from the checkpoint; "
@@ -140,30 +160,49 @@ def _resumed_trainer(args, dev, log):
     _, ckpt = load_model(args.resume)
     if not ckpt.train or "global_step" not in ckpt.train:
         raise CLIError(f"{args.resume}: holds no training state to resume from")
+    try:
+        validate_train_state(ckpt.train)
+    except ValueError as e:
+        raise CLIError(f"{args.resume}: cannot resume: {e}") from None
     spec = ckpt.train.get("dataset") or {}
-    data = load_data(dataset_spec(args, spec))
+    data = load_data(dataset_spec(args, spec), origin=args.resume)
     check_fits(ckpt.model, data)
-    trainer = Trainer.resume(ckpt, data.train, data.test, device=dev, epochs=args.epochs,
-                             max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
-                             progress=not args.no_progress, log=log)
+    try:
+        trainer = Trainer.resume(ckpt, data.train, data.test, device=dev, epochs=args.epochs,
+                                 max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
+                                 progress=not args.no_progress, log=log)
+    except ValueError as e:
+        raise CLIError(f"cannot resume: {e}") from None
     return trainer, data
 
 
+def _output_folder(args):
+    if args.out:
+        return args.out
+    if args.resume:
+        return os.path.dirname(os.path.abspath(args.resume))
+    if not (args.model or args.preset):
+        return MAIN_OUT
+    return os.path.join("runs", args.preset or args.model)
+
+
 def run(args):
+    """Check everything (flags, files, the output folder), lock the folder, then train."""
     t0 = time.perf_counter()
     dev = device(args.device)
+
     def log(*a):
         print(*a, flush=True)
-    if args.resume:
-        trainer, data = _resumed_trainer(args, dev, log)
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-    else:
-        trainer, data = _new_trainer(args, dev, log)
-        default_out = MAIN_OUT if not (args.model or args.preset) else os.path.join(
-            "runs", args.preset or args.model)
-        out = args.out or default_out
-    trainer.out = out
-    os.makedirs(out, exist_ok=True)
+    trainer, data = (_resumed_trainer if args.resume else _new_trainer)(args, dev, log)
+    out = _output_folder(args)
+    check_output(out, directory=True)          # unwritable, a file, a full disk: before training
+    with RunLock(out):
+        remove_stale_temporaries(out, RUN_FILES)
+        trainer.out = out
+        return _train(args, trainer, data, dev, out, t0, log)
+
+
+def _train(args, trainer, data, dev, out, t0, log):
     if not args.resume and os.path.exists(trainer.checkpoint_path):
         log(f"note: starting afresh over {trainer.checkpoint_path} "
             f"(--resume {trainer.checkpoint_path} would continue it)")
@@ -175,10 +214,7 @@ def run(args):
         f"{len(data.test)} test images of {C}x{H}x{W}; {trainer.settings['optimizer']} "
         f"lr {trainer.settings['lr']:g}, batch {trainer.settings['batch_size']}, "
         f"{trainer.settings['epochs']} epochs of {trainer.steps_per_epoch} steps -> {out}")
-    try:
-        metrics = trainer.run()
-    except KeyboardInterrupt:
-        return 130
+    metrics = trainer.run()                    # Ctrl-C / SIGTERM: saved, then re-raised
     extra = {"wall_time_s": round(time.perf_counter() - t0, 2), "device": dev}
     n_samples = MAIN_JOB["samples"] if args.samples is None else args.samples
     if metrics["status"] == "finished" and n_samples > 0:

@@ -97,7 +97,7 @@ import zlib
 import numpy as np
 
 from ..backend import to_numpy
-from ..data.atomic import atomic_savez_compressed
+from ..io import atomic_savez_compressed
 from ..layers import MaskedConv2d
 from ..models import MODELS, build
 from ..ops import concat

@@ -11,7 +11,7 @@
 Only numpy and the standard library are used. Images are always integer uint8
 arrays in (N, C, H, W) order; labels uint8 (N,).
 """
-from .atomic import atomic_savez, atomic_savez_compressed, atomic_write
+from ..io import atomic_savez, atomic_savez_compressed, atomic_write
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_SPLIT_SIZES, load_cifar10, read_cifar10_batch
 from .embedded import (BINARY_THRESHOLD, DIGITS_SPLIT_SIZES, KINDS, README_NOTE, SPLITS,
                        load_digits, stratified_split, to_binary)

