@@ -3,6 +3,7 @@ import json
 
 from .common import (HelpFormatter, add_dataset, add_device, check_fits, dataset_spec, device,
                      load_data, load_model, spec_for_model)
+from .common import add_paper_path
 
 
 def add_parser(sub):
@@ -17,6 +18,7 @@ def add_parser(sub):
     p.add_argument("--json", metavar="PATH", default=None,
                    help="also write the numbers to this JSON file")
     add_device(p)
+    add_paper_path(p)
     p.set_defaults(run=run)
     return p
 
@@ -24,7 +26,7 @@ def add_parser(sub):
 def run(args):
     from ..training import evaluate_nll, write_json
     dev = device(args.device)
-    model, ckpt = load_model(args.checkpoint, dev)
+    model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
     base = spec_for_model(model, (ckpt.train or {}).get("dataset"))
     base = dict(base, n_train=None)
     data = load_data(dataset_spec(args, base))

@@ -3,6 +3,7 @@ import time
 
 from .common import (CLIError, HelpFormatter, add_device, default_output, device, image_size,
                      load_model, progress_printer, spec_for_model)
+from .common import add_paper_path
 
 
 def add_parser(sub):
@@ -25,6 +26,7 @@ def add_parser(sub):
     p.add_argument("--npy", metavar="PATH", default=None,
                    help="also save the raw images (N, C, H, W) as .npy")
     add_device(p)
+    add_paper_path(p)
     p.set_defaults(run=run)
     return p
 
@@ -36,7 +38,7 @@ def run(args):
     dev = device(args.device)
     if args.n < 1 or args.scale < 1:
         raise CLIError("--n and --scale must be positive")
-    model, ckpt = load_model(args.checkpoint, dev)
+    model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
     H, W = args.size or image_size(spec_for_model(model, (ckpt.train or {}).get("dataset")))
     t = time.perf_counter()
     images = sample(model, args.n, H, W, seed=args.seed, cached=not args.naive,

@@ -11,6 +11,7 @@ from ..models import MODELS, PRESETS, build
 from ..training import DEFAULT_LR, OPTIMIZERS, Trainer
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, dataset_spec,
                      device, load_data, load_model)
+from .common import add_paper_path
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=12,
@@ -81,6 +82,7 @@ def add_parser(sub):
                         "instead of the exact cached one")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device(p)
+    add_paper_path(p)
     p.set_defaults(run=run)
     return p
 
@@ -112,7 +114,7 @@ def _new_trainer(args, dev, log):
     config.update(channels=data.channels, levels=data.levels, seed=args.seed or 0,
                   dtype=args.dtype or MAIN_JOB["dtype"])
     kind = config.pop("model")
-    model = build(kind, **config)
+    model = build(kind, fast=not args.paper_path, **config)
     check_fits(model, data)
     if dev != "cpu":
         model.to(dev)
