@@ -138,20 +138,17 @@ class PixelModel(Module):
         """Logits from the scaled float input x (N, C, H, W): differentiable in x.
 
         trace: a dict to record the intermediates in (see the module docstring)."""
-        record = (lambda key, t: trace.__setitem__(key, t)) if trace is not None else \
-            (lambda key, t: None)
-        outs = [self.first(x)]
-        record("layer/0", outs[0])
+        trace = {} if trace is None else trace
+        x = trace["layer/0"] = self.first(x)
+        outs = []
         for i, layer in enumerate(self.layers, start=1):
-            inner = {} if trace is not None else None
-            outs.append(layer(outs[-1], trace=inner))
-            record(f"layer/{i}", outs[-1])
-            if inner and "hidden" in inner:
-                record(f"hidden/{i}", inner["hidden"])
-        s = self.skip(concat(outs[1:], axis=1))
-        record("skip", s)
-        hidden = self.out_hidden(self.act(s))
-        record("out_hidden", hidden)
+            inner = {}
+            x = trace[f"layer/{i}"] = layer(x, trace=inner)
+            outs.append(x)
+            if "hidden" in inner:
+                trace[f"hidden/{i}"] = inner["hidden"]
+        s = trace["skip"] = self.skip(concat(outs, axis=1))
+        hidden = trace["out_hidden"] = self.out_hidden(self.act(s))
         return self.logits_layout(self.out_logits(self.act(hidden)))
 
     def logits_layout(self, z):
@@ -183,9 +180,10 @@ class PixelModel(Module):
 
     def loss(self, images):
         """Mean NLL per image in nats (the training objective)."""
-        if len(images) == 0:
-            raise ValueError("loss: the batch holds no images (shape "
-                             f"{tuple(images.shape)}); the mean NLL of an empty batch is undefined")
+        images = check_images(images, self.channels, self.levels)
+        if images.shape[0] == 0:
+            raise ValueError(f"loss: the batch holds no images (shape {tuple(images.shape)}); "
+                             f"the mean NLL of an empty batch is undefined")
         return self.nll(images).mean()
 
 
