@@ -33,3 +33,15 @@ def test_sample_on_the_paper_path_draws_the_same_images(checkpoint, tmp_path):
                      str(tmp_path / f"{name}.png"), "--npy", str(tmp_path / f"{name}.npy"),
                      *flag]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "fast.npy"), np.load(tmp_path / "paper.npy"))
+
+
+def test_resume_on_the_paper_path(checkpoint, tmp_path):
+    """A fast-path run resumed on the paper path (the optimizer state fits: same parameters)."""
+    import shutil
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(checkpoint, run / "checkpoint.npz")
+    assert main(["train", "--resume", str(run / "checkpoint.npz"), "--epochs", "2",
+                 "--paper-path", "--no-progress", "--samples", "0"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and len(metrics["history"]) == 2

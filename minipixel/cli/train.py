@@ -140,6 +140,8 @@ def _resumed_trainer(args, dev, log):
                        f"drop {', '.join(given)} (only --epochs, --max-steps, --out, --device, "
                        f"--samples and output flags may change)")
     _, ckpt = load_model(args.resume)
+    if args.paper_path:                   # the same parameters, in the same order
+        ckpt.model = ckpt.model.variant(fast=False)
     if not ckpt.train or "global_step" not in ckpt.train:
         raise CLIError(f"{args.resume}: holds no training state to resume from")
     spec = ckpt.train.get("dataset") or {}
