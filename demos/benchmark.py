@@ -10,7 +10,10 @@ both train with RMSProp on the same images, float32, after warm-up, with the
 repetitions interleaved. Printed per model and setting:
 
 - train step: median ms of (forward, backward, optimizer step) for each, and
-  the ratio minipixel / PyTorch;
+  the ratio minipixel / PyTorch; minipixel runs its default fast path, and the
+  "paper" column times the paper path (fast=False: the layers written from
+  engine ops, minipixel/layers/) on the same weights and images (--no-paper
+  leaves it out);
 - BLAS bound: the step's multiply-adds (every conv, including the recurrent
   state-to-state products, dense kernels, x3 for forward and both gradients)
   over this machine's float32 matrix-product rate measured in this run; the
@@ -63,8 +66,8 @@ def images_for(cfg, size, seed=0):
     return rng.integers(0, cfg["levels"], size=(BATCH, cfg["channels"], size, size))
 
 
-def minipixel_step_fn(cfg, images, device="cpu"):
-    model = build(**cfg, seed=0, dtype=np.float32).to(device)
+def minipixel_step_fn(cfg, images, device="cpu", fast=True):
+    model = build(**cfg, seed=0, dtype=np.float32, fast=fast).to(device)
     images = to_device(images, device)
     opt = RMSProp(model.parameters(), lr=LR)
 
@@ -180,6 +183,7 @@ def main(argv=None):
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="where minipixel runs (PyTorch always runs on the CPU)")
     ap.add_argument("--no-torch", action="store_true", help="time minipixel alone")
+    ap.add_argument("--no-paper", action="store_true", help="do not time the paper path")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -202,28 +206,34 @@ def main(argv=None):
     print(f"float32 matrix-product rate here: {2 * rate / 1e9:.0f} GFLOP/s; "
           f"{os.cpu_count()} cores; batch {BATCH}; medians of {reps}")
     rows = []
-    header = (f"{'setting':22} {'model':9} {'minipixel':>10} {'PyTorch':>9} {'ratio':>6} "
-              f"{'BLAS bound':>10} {'mp/bound':>8} {'pt/bound':>8} {'mem mp':>7} {'mem pt':>7}")
+    header = (f"{'setting':22} {'model':9} {'minipixel':>10} {'paper':>9} {'PyTorch':>9} "
+              f"{'ratio':>6} {'BLAS bound':>10} {'mp/bound':>8} {'pt/bound':>8} {'mem mp':>7} "
+              f"{'mem pt':>7}")
     print(header)
     for setting in settings:
         for model in models:
             cfg, size = config(model, setting)
             images = images_for(cfg, size)
             mp_step, net = minipixel_step_fn(cfg, images, device)
+            steps = {"mp": mp_step}
+            if not args.no_paper:
+                steps["paper"] = minipixel_step_fn(cfg, images, device, fast=False)[0]
             if use_torch:
-                t_mp, t_pt = timed_interleaved([mp_step, torch_step_fn(cfg, images, net)], reps)
-            else:
-                t_mp, t_pt = timed_interleaved([mp_step], reps)[0], float("nan")
+                steps["pt"] = torch_step_fn(cfg, images, net)
+            t = dict(zip(steps, timed_interleaved(list(steps.values()), reps)))
+            t_mp, t_paper, t_pt = t["mp"], t.get("paper", float("nan")), t.get("pt", float("nan"))
             bound = step_macs(cfg, size) / rate
             mem = ("", "") if args.no_memory else (
                 peak_mb("minipixel", model, setting),
                 peak_mb("torch", model, setting) if use_torch else float("nan"))
-            row = dict(setting=setting, model=model, minipixel_ms=1e3 * t_mp, torch_ms=1e3 * t_pt,
+            row = dict(setting=setting, model=model, minipixel_ms=1e3 * t_mp,
+                       paper_path_ms=1e3 * t_paper, torch_ms=1e3 * t_pt,
                        ratio=t_mp / t_pt, bound_ms=1e3 * bound, mp_over_bound=t_mp / bound,
                        torch_over_bound=t_pt / bound, mem_mp_mb=mem[0], mem_torch_mb=mem[1])
             rows.append(row)
             memtxt = "" if args.no_memory else f" {mem[0]:6.0f}M {mem[1]:6.0f}M"
-            print(f"{setting:22} {model:9} {row['minipixel_ms']:8.0f}ms {row['torch_ms']:7.0f}ms "
+            print(f"{setting:22} {model:9} {row['minipixel_ms']:8.0f}ms "
+                  f"{row['paper_path_ms']:7.0f}ms {row['torch_ms']:7.0f}ms "
                   f"{row['ratio']:6.2f} {row['bound_ms']:8.1f}ms {row['mp_over_bound']:8.1f} "
                   f"{row['torch_over_bound']:8.1f}{memtxt}", flush=True)
     if not args.no_sampling:

@@ -7,7 +7,7 @@ respect to every input pixel (minipixel.causality.dependency_map; ReLUs made
 leaky so no path hides behind a dead unit) shows what each architecture sees:
 - PixelCNN: a few rows up only, and a blind spot above and to the right;
 - Row LSTM: a triangle that widens upward (all rows, not all columns);
-- Diagonal BiLSTM: the whole context (bar one corner pixel, see paper-notes 7).
+- Diagonal BiLSTM: the whole context (bar one corner pixel, see docs/paper.md).
 Red: the pixel; blue: context reached; amber: context not reached; grey: future.
 """
 import argparse

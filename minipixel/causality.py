@@ -15,13 +15,12 @@ weights, so nothing cancels) with respect to every input sub-pixel: it puts
 one copy of the image per output sub-pixel in the batch, and sample n's
 backward weight selects only output n. A dependency is a non-zero gradient.
 """
-import contextlib
-
 import numpy as np
 
 from .backend import to_numpy
-from .ops import leaky_relu
 from .tensor import Tensor
+
+PROBE_SLOPE = 0.1       # the leaky ReLUs' slope in probe models
 
 
 def context_map(C, H, W):
@@ -34,18 +33,14 @@ def context_map(C, H, W):
     return np.broadcast_to(earlier_pixel | (same_pixel & (k_in < k_out)), (C, H, W, C, H, W))
 
 
-@contextlib.contextmanager
-def probe_activation(model, slope=0.1):
-    """Swap every module's ReLU for a leaky one, so no path is hidden by a dead unit."""
-    swapped = [m for m in model.modules() if "act" in m.__dict__]
-    saved = [m.act for m in swapped]
-    for m in swapped:
-        m.act = lambda x: leaky_relu(x, slope)
-    try:
-        yield model
-    finally:
-        for m, act in zip(swapped, saved):
-            m.act = act
+def probe_model(model, slope=PROBE_SLOPE):
+    """The same model (same parameters) with leaky ReLUs, so no path is hidden by a dead unit.
+
+    Dead ReLUs can make a gradient map at one input smaller than the wiring allows;
+    with a leaky slope every path carries a non-zero gradient (exact coverage), and
+    the causal structure is the same. `model` needs ``variant`` (models/base.py);
+    a model built with this slope already is its own probe."""
+    return model if model.relu_slope == slope else model.variant(relu_slope=slope)
 
 
 def dependency_map(model, H, W, seed=0, leaky=True):
@@ -53,7 +48,7 @@ def dependency_map(model, H, W, seed=0, leaky=True):
 
     `model` needs ``channels`` and ``logits_from_scaled(x)``: (N, C, H, W)
     logits, or (N, levels, C, H, W). Runs in the model's dtype and device;
-    float64 models give the sharpest answer."""
+    float64 models give the sharpest answer. leaky=True runs `probe_model(model)`."""
     C = model.channels
     n_out = C * H * W
     rng = np.random.default_rng(seed)
@@ -61,9 +56,9 @@ def dependency_map(model, H, W, seed=0, leaky=True):
     dtype = model.dtype
     x = rng.uniform(-1, 1, size=(1, C, H, W)).repeat(n_out, axis=0)
     x = Tensor(xp.asarray(x, dtype=dtype), requires_grad=True)
-    ctx = probe_activation(model) if leaky else contextlib.nullcontext()
-    with ctx:
-        logits = model.logits_from_scaled(x)
+    if leaky:
+        model = probe_model(model)
+    logits = model.logits_from_scaled(x)
     select = np.zeros((n_out, C, H, W))
     select.reshape(n_out, n_out)[np.arange(n_out), np.arange(n_out)] = 1.0
     if logits.ndim == 5:                            # (N, levels, C, H, W)

@@ -166,34 +166,9 @@ class Tensor:
             self._node = Node(leaf=weakref.ref(self))
         return self._node
 
-    # ---- operators (implemented in minipixel.ops) ---------------------------
-    def __add__(self, o): return ops.add(self, o)
-    def __radd__(self, o): return ops.add(o, self)
-    def __sub__(self, o): return ops.sub(self, o)
-    def __rsub__(self, o): return ops.sub(o, self)
-    def __mul__(self, o): return ops.mul(self, o)
-    def __rmul__(self, o): return ops.mul(o, self)
-    def __truediv__(self, o): return ops.div(self, o)
-    def __rtruediv__(self, o): return ops.div(o, self)
-    def __neg__(self): return ops.neg(self)
-    def __pow__(self, p): return ops.pow(self, p)
-    def __matmul__(self, o): return ops.matmul(self, o)
-    def __getitem__(self, index): return ops.getitem(self, index)
-
-    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
-    def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-    def transpose(self, *axes):
-        # t.transpose((1, 0)) or t.transpose(None); t.transpose(0) on a 1-D tensor is an axis
-        one = len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list)))
-        return ops.transpose(self, axes[0] if one else (axes or None))
-    T = property(lambda self: ops.transpose(self))
-    def exp(self): return ops.exp(self)
-    def log(self): return ops.log(self)
-    def sigmoid(self): return ops.sigmoid(self)
-    def tanh(self): return ops.tanh(self)
-    def relu(self): return ops.relu(self)
+    # The Python operators (a + b, a @ b, t.sum(), t.reshape(...), ...) are the ops of
+    # minipixel/ops, attached to this class by minipixel/ops/operators.py: this module
+    # imports no op, and the ops import it (one direction, no cycle).
 
 
 def _toposort(root):
@@ -242,6 +217,3 @@ def record(data, parents, backward, op):
         out.requires_grad = True
         out._node = Node(tuple(p.node() for p in parents), backward, op)
     return out
-
-
-from . import ops  # noqa: E402  (ops import Tensor; the operators above call them)

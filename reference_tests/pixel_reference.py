@@ -1,9 +1,10 @@
-"""Slow, independent references and exact causal fields for the issue-3 tests.
+"""Independent references of the primitives, and exact causal fields, for the tests.
 
-Nothing here imports the library's layer code paths it is compared with: the
-LSTM cell, the scan, skew, masked convolutions and the layers are written out
-formula by formula (scalar loops where that stays affordable), from
-/work/shared/paper-notes.md.
+The readable versions of the layers are the package's paper path
+(minipixel/layers/); this file keeps what checks it from outside: the LSTM
+cell, skew and the masked convolution written entry by entry in scalar loops
+(from docs/paper.md, not from the library's code), the dependency-map tools
+and the exact receptive fields.
 
 Dependency maps
 ---------------
@@ -14,17 +15,18 @@ from exact gradients (one batch copy per output element). ``group_context``
 is what a mask-B (or mask-A, ``strict``) layer may depend on: input features
 at earlier pixels, or at the same pixel with colour group <= g (< g).
 
-Exact fields (paper-notes section 7): ``pixelcnn_model_field``,
+Exact fields (docs/paper.md, "Receptive fields"): ``pixelcnn_model_field``,
 ``row_lstm_model_field`` and ``diagonal_model_missing`` give the model fields;
 ``*_stack_field`` give the fields of stacks of layers, feature-level.
 """
-import contextlib
 import math
 
 import numpy as np
 
 from minipixel.backend import to_numpy
-from minipixel.causality import context_map, probe_activation
+from minipixel.causality import PROBE_SLOPE, context_map
+from minipixel.fast import FastDiagonalBiLSTMLayer, FastRowLSTMLayer
+from minipixel.layers import DiagonalBiLSTMLayer, PixelCNNBlock, RowLSTMLayer
 from minipixel.nn import Module, ModuleList
 from minipixel.tensor import Tensor
 
@@ -67,39 +69,6 @@ def ref_lstm_cell(pre, c_prev):
                 c_out[b, k, l] = c
                 h_out[b, k, l] = out_gate * math.tanh(c)
     return h_out, c_out
-
-
-def ref_state_to_state(h_prev, k_ss, offsets):
-    """K_ss applied to the previous step's states: a cross-correlation along the L axis.
-
-    h_prev (N, h, L), k_ss (4h, h, KH, KW) with KH * KW taps in row-major order; tap t
-    reads position l + offsets[t] (zero outside 0..L-1)."""
-    N, n, L = h_prev.shape
-    G = k_ss.shape[0]
-    K = k_ss.reshape(G, n, -1)
-    assert K.shape[2] == len(offsets)
-    out = np.zeros((N, G, L))
-    for l in range(L):
-        for t, o in enumerate(offsets):
-            src = l + o
-            if 0 <= src < L:
-                out[:, :, l] += np.einsum("gk,nk->ng", K[:, :, t], h_prev[:, :, src])
-    return out
-
-
-def ref_lstm_scan(x_gates, k_ss, h0, c0, offsets):
-    """x_gates (N, 4h, S, L) -> hidden states (N, h, S, L), one step at a time."""
-    x_gates = np.asarray(x_gates, dtype=np.float64)
-    N, G, S, L = x_gates.shape
-    n = G // 4
-    h_prev = np.broadcast_to(np.asarray(h0, dtype=np.float64)[None, :, None], (N, n, L)).copy()
-    c_prev = np.broadcast_to(np.asarray(c0, dtype=np.float64)[None, :, None], (N, n, L)).copy()
-    hs = np.empty((N, n, S, L))
-    for s in range(S):
-        pre = x_gates[:, :, s] + ref_state_to_state(h_prev, np.asarray(k_ss, np.float64), offsets)
-        h_prev, c_prev = ref_lstm_cell(pre, c_prev)
-        hs[:, :, s] = h_prev
-    return hs
 
 
 # ---- skew, convolutions, layers --------------------------------------------------------------
@@ -165,68 +134,41 @@ def ref_conv_module(conv, x):
                            np.asarray(to_numpy(conv.mask), dtype=np.float64))
 
 
-ROW_OFFSETS = (-1, 0, 1)
-DIAGONAL_OFFSETS = (-1, 0)
+# ---- the package's layers, by kind and path ------------------------------------------------------
+
+PAPER_LAYERS = {"row": RowLSTMLayer, "diagonal": DiagonalBiLSTMLayer, "pixelcnn": PixelCNNBlock}
+FAST_LAYERS = {"row": FastRowLSTMLayer, "diagonal": FastDiagonalBiLSTMLayer,
+               "pixelcnn": PixelCNNBlock}
 
 
-def ref_row_lstm_hidden(layer, x):
-    """RowLSTMLayer's hidden states from its parameters: 1 x 3 mask-B conv, then the row scan."""
-    gates = ref_conv_module(layer.input_to_state, x)
-    return ref_lstm_scan(gates, _np(layer.state_to_state), _np(layer.h0), _np(layer.c0),
-                         ROW_OFFSETS)
+def make_layer(kind, h, colours, rng, fast=True, relu_slope=PROBE_SLOPE, dtype=np.float64):
+    """A layer of `kind` ("row", "diagonal", "pixelcnn") on the fast or the paper path.
 
-
-def ref_row_lstm_layer(layer, x):
-    return x + ref_conv_module(layer.output, ref_row_lstm_hidden(layer, x))
-
-
-def ref_diagonal_lstm(direction, x, offsets=DIAGONAL_OFFSETS):
-    """One direction (left to right) of the Diagonal BiLSTM from its parameters.
-
-    1 x 1 mask-B conv (bias added on the skewed map, padding included), skew, scan over
-    the skewed columns with the 2 x 1 state kernel padded at the top, unskew."""
-    conv = direction.input_to_state
-    gates = ref_masked_conv(x, _np(conv.weight), None, np.asarray(to_numpy(conv.mask), np.float64))
-    skewed = ref_skew(gates) + _np(conv.bias)[None, :, None, None]          # (N, 4h, H, W')
-    columns = skewed.transpose(0, 1, 3, 2)                                    # steps = columns
-    hs = ref_lstm_scan(columns, _np(direction.state_to_state), _np(direction.h0),
-                       _np(direction.c0), offsets)
-    return ref_unskew(hs.transpose(0, 1, 3, 2), x.shape[3])
-
-
-def ref_shift_down(a):
-    out = np.zeros_like(a)
-    out[:, :, 1:] = a[:, :, :-1]
-    return out
-
-
-def ref_bilstm_hidden(layer, x):
-    l2r = ref_diagonal_lstm(layer.left_to_right, x)
-    r2l = ref_diagonal_lstm(layer.right_to_left, x[..., ::-1])[..., ::-1]
-    return l2r + ref_shift_down(r2l)
-
-
-def ref_bilstm_layer(layer, x):
-    return x + ref_conv_module(layer.output, ref_bilstm_hidden(layer, x))
+    PixelCNN blocks get leaky ReLUs of `relu_slope` (the probe's, by default, so
+    dependency maps show every path; 0 for the paper's ReLU)."""
+    cls = (FAST_LAYERS if fast else PAPER_LAYERS)[kind]
+    if kind == "pixelcnn":
+        return cls(h, colours, rng, dtype, relu_slope=relu_slope)
+    return cls(h, colours, rng, dtype)
 
 
 # ---- dependency maps ---------------------------------------------------------------------------
 
-def layer_dependency_map(layer, in_channels, H, W, seed=0, leaky=True, device=None):
+def layer_dependency_map(layer, in_channels, H, W, seed=0):
     """(Cout, H, W, Cin, H, W) boolean: does output feature (o, r, c) move with input (i, r', c')?
 
     One batch copy of a random input per output element; copy n's backward weight
-    selects only output element n. Runs in the layer's dtype and device."""
+    selects only output element n. Runs in the layer's dtype and device. (Build
+    layers with leaky ReLUs, make_layer's default, for maps that show every path.)"""
     rng = np.random.default_rng(seed)
     p0 = layer.parameters()[0]
     xp, dtype = p0.xp, p0.dtype
     probe = rng.uniform(-1, 1, size=(1, in_channels, H, W))
-    with (probe_activation(layer) if leaky else contextlib.nullcontext()):
-        # the output's size first, from one copy
-        out_channels = layer(Tensor(xp.asarray(probe, dtype=dtype))).shape[1]
-        n_out = out_channels * H * W
-        x = Tensor(xp.asarray(probe.repeat(n_out, axis=0), dtype=dtype), requires_grad=True)
-        out = layer(x)
+    # the output's size first, from one copy
+    out_channels = layer(Tensor(xp.asarray(probe, dtype=dtype))).shape[1]
+    n_out = out_channels * H * W
+    x = Tensor(xp.asarray(probe.repeat(n_out, axis=0), dtype=dtype), requires_grad=True)
+    out = layer(x)
     assert out.shape == (n_out, out_channels, H, W), out.shape
     select = np.eye(n_out).reshape(n_out, out_channels, H, W)
     weights = rng.uniform(0.5, 1.5, size=out.shape) * select
@@ -309,7 +251,7 @@ def full_reach(d, dx):
     return True
 
 
-# ---- whole-model fields (paper-notes section 7) -------------------------------------------------
+# ---- whole-model fields (docs/paper.md) -------------------------------------------------
 
 def _model_field(C, H, W, reach):
     """(C, H, W, C, H, W): reach(d, dx) at earlier pixels, all colours; the colour order inside
@@ -339,7 +281,7 @@ def row_lstm_model_field(C, H, W, L):
 
 
 def diagonal_model_missing(C, H, W):
-    """The set section 7 says the Diagonal BiLSTM model misses: for every output colour k of
+    """The set the Diagonal BiLSTM model misses: for every output colour k of
     pixel (r + 1, c) with c <= W - 5, the last colour of input pixel (r, W - 1)."""
     return {((k, r + 1, c), (C - 1, r, W - 1))
             for r in range(H - 1) for c in range(W - 4) for k in range(C)}

@@ -11,7 +11,8 @@ from minipixel.nn import make_optimizer
 
 
 def trained(kind="rowlstm", C=1, levels=2, optimizer="adam"):
-    model = build(kind, channels=C, levels=levels, h=2, layers=1, out_hidden=4, seed=1)
+    model = build(kind, channels=C, levels=levels, h=2 if C == 1 else 3, layers=1,
+                  out_hidden=4, seed=1)
     opt = make_optimizer(optimizer, model.parameters())
     x = np.random.default_rng(0).integers(0, levels, size=(2, C, 5, 5))
     for _ in range(2):

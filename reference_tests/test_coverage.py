@@ -1,15 +1,16 @@
-"""Exact receptive fields (paper-notes section 7), with the leaky probe in float64.
+"""Exact receptive fields (docs/paper.md, "Receptive fields"), with the leaky probe in float64.
 
 Causality says "nothing outside the context"; these tests say exactly what
 inside the context is reached. Dead ReLUs can hide paths, so maps come from
-``dependency_map(..., leaky=True)`` (probe_activation's leaky slope keeps every
-path alive). With random non-zero weights a reachable path gives a non-zero
+``dependency_map(..., leaky=True)`` (causality.probe_model: the same model with
+leaky ReLUs keeps every path alive), and layers are built with leaky ReLUs. With random non-zero weights a reachable path gives a non-zero
 gradient, so the maps must equal the formulas as sets.
 
 RGB cases use h >= 3: with fewer hidden units than colours some colour group
 has no hidden unit (channel_groups(2, 3) = [0, 1]) and same-pixel paths of that
 group can only go through the residual; the section-7 fields assume every group
-is present.
+is present (and the models refuse RGB with h < 3). Every test runs on both paths:
+the fast layers (the default) and the paper layers (``fast=False``).
 """
 import numpy as np
 import pytest
@@ -17,19 +18,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel.causality import context_map, coverage, dependency_map, leaks
-from minipixel.layers import (DiagonalBiLSTMLayer, MaskedConv2d, PixelCNNBlock, RowLSTMLayer,
-                              channel_groups)
+from minipixel.layers import MaskedConv2d, channel_groups
 from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
 
 from pixel_reference import (Stack, as_set, assert_none, assert_same_set, conv_reach,
                              diagonal_model_missing, feature_field, group_context,
-                             layer_dependency_map, pixelcnn_model_field, pixelcnn_stack_reach,
-                             row_lstm_model_field, row_lstm_stack_reach)
+                             layer_dependency_map, make_layer, pixelcnn_model_field,
+                             pixelcnn_stack_reach, row_lstm_model_field, row_lstm_stack_reach)
+
+PATHS = pytest.mark.parametrize("fast", [True, False], ids=["fast", "paper"])
 
 
-def model(cls, colours, levels, h, layers, seed=0):
+def model(cls, colours, levels, h, layers, seed=0, fast=True):
     return cls(channels=colours, levels=levels, h=h, layers=layers, out_hidden=6, seed=seed,
-               dtype=np.float64)
+               dtype=np.float64, fast=fast)
 
 
 def assert_same_field(dep, want):
@@ -42,30 +44,31 @@ h_for = {1: st.integers(2, 4), 3: st.integers(3, 5)}
 
 # ---- single layers ----------------------------------------------------------------------------
 
+@PATHS
 @given(cl=rgb_or_grey, H=st.integers(2, 6), W=st.integers(2, 7), n_layers=st.integers(1, 2),
        seed=st.integers(0, 1000), data=st.data())
-def test_diagonal_bilstm_layer_reaches_its_whole_context(cl, H, W, n_layers, seed, data):
+def test_diagonal_bilstm_layer_reaches_its_whole_context(fast, cl, H, W, n_layers, seed, data):
     colours = cl[0]
     h = data.draw(h_for[colours])
     rng = np.random.default_rng(seed)
-    stack = Stack([DiagonalBiLSTMLayer(h, colours, rng, np.float64) for _ in range(n_layers)])
+    stack = Stack([make_layer("diagonal", h, colours, rng, fast) for _ in range(n_layers)])
     g = channel_groups(2 * h, colours)
     dep = layer_dependency_map(stack, 2 * h, H, W, seed=seed)
     assert_same_field(dep, group_context(g, g, H, W))
 
 
+@PATHS
 @given(cl=rgb_or_grey, kind=st.sampled_from(["row", "pixelcnn"]), H=st.integers(2, 6),
        W=st.integers(2, 7), n_layers=st.integers(1, 3), seed=st.integers(0, 1000), data=st.data())
-def test_row_lstm_and_pixelcnn_layer_fields(cl, kind, H, W, n_layers, seed, data):
+def test_row_lstm_and_pixelcnn_layer_fields(fast, cl, kind, H, W, n_layers, seed, data):
     """L Row LSTM layers: for d >= 1 c-d-L <= c' <= c+d (the triangle above, widened left by
     the 1 x 3 input-to-state), on the row c-L <= c' < c. L PixelCNN blocks: d <= L,
     c-L <= c' <= c+d. Same pixel: groups <= g."""
     colours = cl[0]
     h = data.draw(h_for[colours])
     rng = np.random.default_rng(seed)
-    cls, reach = {"row": (RowLSTMLayer, row_lstm_stack_reach),
-                  "pixelcnn": (PixelCNNBlock, pixelcnn_stack_reach)}[kind]
-    stack = Stack([cls(h, colours, rng, np.float64) for _ in range(n_layers)])
+    reach = {"row": row_lstm_stack_reach, "pixelcnn": pixelcnn_stack_reach}[kind]
+    stack = Stack([make_layer(kind, h, colours, rng, fast) for _ in range(n_layers)])
     g = channel_groups(2 * h, colours)
     dep = layer_dependency_map(stack, 2 * h, H, W, seed=seed)
     assert_same_field(dep, feature_field(g, g, H, W, reach(n_layers)))
@@ -82,12 +85,13 @@ def test_masked_conv_field(kind, k):
 
 # ---- whole models -----------------------------------------------------------------------------
 
+@PATHS
 @given(cl=rgb_or_grey, H=st.integers(2, 7), W=st.integers(2, 7), layers=st.integers(1, 3),
        seed=st.integers(0, 1000), data=st.data())
-def test_row_lstm_model_field(cl, H, W, layers, seed, data):
-    """Section 7: for d >= 1, c-3-L-d <= c' <= c+2+d; current row c-3-L <= c' < c."""
+def test_row_lstm_model_field(fast, cl, H, W, layers, seed, data):
+    """For d >= 1, c-3-L-d <= c' <= c+2+d; current row c-3-L <= c' < c."""
     colours, levels = cl
-    m = model(RowLSTM, colours, levels, data.draw(h_for[colours]), layers, seed)
+    m = model(RowLSTM, colours, levels, data.draw(h_for[colours]), layers, seed, fast)
     want = row_lstm_model_field(colours, H, W, layers)
     assert_same_field(dependency_map(m, H, W, seed=seed), want)
 
@@ -95,7 +99,7 @@ def test_row_lstm_model_field(cl, H, W, layers, seed, data):
 @given(cl=rgb_or_grey, H=st.integers(2, 7), W=st.integers(2, 7), layers=st.integers(1, 3),
        seed=st.integers(0, 1000), data=st.data())
 def test_pixelcnn_model_field(cl, H, W, layers, seed, data):
-    """Section 7: d <= 3+L; c' >= c-3-L; for d >= 1 c' <= c+2+min(d, L+1);
+    """d <= 3+L; c' >= c-3-L; for d >= 1 c' <= c+2+min(d, L+1);
     current row c-3-L <= c' < c."""
     colours, levels = cl
     m = model(PixelCNN, colours, levels, data.draw(h_for[colours]), layers, seed)
@@ -103,12 +107,13 @@ def test_pixelcnn_model_field(cl, H, W, layers, seed, data):
     assert_same_field(dependency_map(m, H, W, seed=seed), want)
 
 
+@PATHS
 @pytest.mark.parametrize("cls, field", [(RowLSTM, row_lstm_model_field),
                                         (PixelCNN, pixelcnn_model_field)])
 @pytest.mark.parametrize("colours, levels, H, W, layers", [
     (3, 4, 7, 7, 3), (1, 2, 7, 5, 1), (1, 2, 8, 8, 5), (3, 256, 4, 6, 2)])
-def test_model_fields_fixed(cls, field, colours, levels, H, W, layers):
-    m = model(cls, colours, levels, 3, layers, seed=7)
+def test_model_fields_fixed(fast, cls, field, colours, levels, H, W, layers):
+    m = model(cls, colours, levels, 3, layers, seed=7, fast=fast)
     assert_same_field(dependency_map(m, H, W, seed=8), field(colours, H, W, layers))
 
 
@@ -133,23 +138,26 @@ def test_pixelcnn_blind_spot_example(layers, colours, levels):
     assert coverage(dep)[:, 7, 0].max() < 1
 
 
+@PATHS
 @given(cl=rgb_or_grey, H=st.integers(2, 6), W=st.integers(2, 7), layers=st.integers(1, 2),
        seed=st.integers(0, 1000), data=st.data())
-def test_diagonal_bilstm_model_misses_exactly_section_7_set(cl, H, W, layers, seed, data):
+def test_diagonal_bilstm_model_misses_exactly_one_subpixel_per_row(fast, cl, H, W, layers, seed,
+                                                                   data):
     """For every output colour of pixel (r+1, c) with c <= W-5, the last colour of input
     pixel (r, W-1) is missed; everything else in the context is reached."""
     colours, levels = cl
-    m = model(DiagonalBiLSTM, colours, levels, data.draw(h_for[colours]), layers, seed)
+    m = model(DiagonalBiLSTM, colours, levels, data.draw(h_for[colours]), layers, seed, fast)
     dep = dependency_map(m, H, W, seed=seed)
     assert_none(leaks(dep))
     missed = as_set(context_map(colours, H, W) & ~dep)
     assert_same_set(missed, diagonal_model_missing(colours, H, W), "missed sub-pixel pairs")
 
 
+@PATHS
 @pytest.mark.parametrize("colours, levels, H, W, layers", [
     (3, 4, 5, 7, 1), (1, 2, 4, 6, 2), (3, 4, 6, 5, 3), (1, 2, 3, 4, 1), (3, 256, 3, 6, 1)])
-def test_diagonal_bilstm_model_fixed(colours, levels, H, W, layers):
-    m = model(DiagonalBiLSTM, colours, levels, 3, layers, seed=3)
+def test_diagonal_bilstm_model_fixed(fast, colours, levels, H, W, layers):
+    m = model(DiagonalBiLSTM, colours, levels, 3, layers, seed=3, fast=fast)
     dep = dependency_map(m, H, W, seed=4)
     missed = as_set(context_map(colours, H, W) & ~dep)
     want = diagonal_model_missing(colours, H, W)

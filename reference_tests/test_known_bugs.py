@@ -1,41 +1,37 @@
-"""The bugs of paper-notes section 5, each built on purpose and shown to be caught.
+"""Bugs seen in public implementations (docs/paper.md), each built on purpose and shown caught.
 
-Every test builds the faulty variant (a subclass, or a monkeypatch that pytest
-undoes) next to the correct one, and asserts that the causality check
+Every test builds the faulty variant from the package's own pieces (a subclass,
+or a monkeypatch that pytest undoes) next to the correct one, and asserts that the causality check
 (``leaks`` / the group-aware ``violations``) or the reference check fails on the
 faulty variant while the correct variant passes. So these are also tests of
 the tests: a check that cannot see the bug would fail here.
 """
-import importlib
-
 import numpy as np
 import pytest
 
-from minipixel import Tensor, no_grad
+import minipixel.fast.cell as fast_cell_module
+import minipixel.fast.layers as fast_layers_module
+import minipixel.fast.scan as fast_scan_module
+import minipixel.layers.conv as conv_module
+import minipixel.layers.diagonal_bilstm as diagonal_module
+import minipixel.layers.row_lstm as row_module
+from minipixel import Tensor, fast, layers, no_grad
 from minipixel.causality import context_map, dependency_map, leaks
 from minipixel.layers import (DiagonalBiLSTMLayer, DiagonalLSTM, MaskedConv2d, RowLSTMLayer,
-                              channel_groups, conv_mask, lstm_cell, shift_down)
+                              channel_groups, conv_mask)
 from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
 from minipixel.ops import conv2d, flip, pad, sigmoid, tanh
 
 from conftest import random_array
-from pixel_reference import (assert_none, group_context, layer_dependency_map, ref_conv_mask,
-                             ref_lstm_cell, ref_row_lstm_hidden, violations)
-
-# The modules themselves (minipixel.layers re-exports functions named like some of them,
-# e.g. minipixel.layers.lstm_scan is the function, so take them from the import system).
-conv_module = importlib.import_module("minipixel.layers.conv")
-diagonal_module = importlib.import_module("minipixel.layers.diagonal_bilstm")
-cell_module = importlib.import_module("minipixel.layers.lstm_cell")
-scan_module = importlib.import_module("minipixel.layers.lstm_scan")
-row_module = importlib.import_module("minipixel.layers.row_lstm")
+from pixel_reference import (assert_none, group_context, layer_dependency_map, make_layer,
+                             ref_conv_mask, ref_lstm_cell, violations)
 
 MODELS = [PixelCNN, RowLSTM, DiagonalBiLSTM]
 
 
-def model(cls, colours=3, levels=4, h=3, layers=2, seed=0):
+def model(cls, colours=3, levels=4, h=3, layers=2, seed=0, fast=True):
     return cls(channels=colours, levels=levels, h=h, layers=layers, out_hidden=6, seed=seed,
-               dtype=np.float64)
+               dtype=np.float64, fast=fast)
 
 
 def model_leaks(m, H=4, W=5):
@@ -86,26 +82,30 @@ def cell_from_ops(content_activation):
 
 
 def test_sigmoid_on_g_fails_the_cell_reference_check(monkeypatch):
-    assert cell_matches_reference(lstm_cell)                       # the library's cell
-    assert cell_matches_reference(cell_from_ops(tanh))             # the same written with ops
+    assert cell_matches_reference(layers.lstm_cell)                # the paper path's cell
+    assert cell_matches_reference(fast.lstm_cell)                  # the fused cell
+    assert cell_matches_reference(cell_from_ops(tanh))             # the same written here
     assert not cell_matches_reference(cell_from_ops(sigmoid))      # sigmoid on g
-    monkeypatch.setattr(cell_module, "lstm_cell_forward", faulty_cell_forward)
-    assert not cell_matches_reference(lstm_cell)                   # the library's op, patched
+    monkeypatch.setattr(fast_cell_module, "lstm_cell_forward", faulty_cell_forward)
+    assert not cell_matches_reference(fast.lstm_cell)              # the fused op, patched
 
 
-def test_sigmoid_on_g_fails_the_layer_reference_check(monkeypatch):
+def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
+    """The paper Row LSTM and the fast one agree; a sigmoid on g in either breaks that."""
     rng = np.random.default_rng(4)
-    layer = RowLSTMLayer(3, 3, rng, np.float64)
+    paper = RowLSTMLayer(3, 3, rng, np.float64)
+    fused = fast.FastRowLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     x = random_array(rng, (1, 6, 3, 4))
 
-    def hidden():
+    def hidden(layer):
         with no_grad():
             return layer.hidden(Tensor(x)).numpy()
-    np.testing.assert_allclose(hidden(), ref_row_lstm_hidden(layer, x), rtol=1e-10, atol=1e-12)
-    if not hasattr(scan_module, "lstm_cell_forward"):
-        pytest.skip("lstm_scan no longer calls lstm_cell_forward; the cell-level test covers it")
-    monkeypatch.setattr(scan_module, "lstm_cell_forward", faulty_cell_forward)
-    assert not np.allclose(hidden(), ref_row_lstm_hidden(layer, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(hidden(fused), hidden(paper), rtol=1e-12, atol=1e-12)
+    with monkeypatch.context() as m:
+        m.setattr(row_module, "lstm_cell", cell_from_ops(sigmoid))   # the paper layer's cell
+        assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
+    monkeypatch.setattr(fast_scan_module, "lstm_cell_forward", faulty_cell_forward)
+    assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
 
 
 # ---- the right-to-left pass of the Diagonal BiLSTM ------------------------------------------
@@ -117,37 +117,10 @@ def zero_last_row(x):
 
 class BottomPadded(DiagonalLSTM):
     """State-to-state 2x1 conv padded at the bottom ('same'): taps rows r and r + 1."""
-    offsets = (0, 1)
+    state_padding = ((0, 1), (0, 0))
 
 
-class TwoPassBiLSTM(DiagonalBiLSTMLayer):
-    """The layer written from its definition, one direction at a time, with the bug hooks:
-    ``post`` is what is done to the flipped-back right-to-left output (shift_down when
-    correct), ``direction`` the class of each direction's scan."""
-    post = staticmethod(shift_down)
-    direction = DiagonalLSTM
-
-    def __init__(self, h, colours, rng, dtype=np.float64):
-        super().__init__(h, colours, rng, dtype)
-        for name in ("left_to_right", "right_to_left"):
-            d = getattr(self, name)
-            d.__class__ = self.direction                  # same parameters, other scan
-
-    def hidden(self, x):
-        l2r = self.left_to_right(x)
-        r2l = flip(self.right_to_left(flip(x, 3)), 3)
-        return l2r + self.post(r2l)
-
-
-class NotShifted(TwoPassBiLSTM):
-    post = staticmethod(lambda r2l: r2l)
-
-
-class LastRowZeroed(TwoPassBiLSTM):
-    post = staticmethod(zero_last_row)
-
-
-class BottomPaddedBiLSTM(TwoPassBiLSTM):
+class BottomPaddedBiLSTM(DiagonalBiLSTMLayer):
     direction = BottomPadded
 
 
@@ -158,19 +131,17 @@ def diagonal_model_with(layer_cls):
     return Faulty
 
 
+def paper_diagonal(colours, rng):
+    return make_layer("diagonal", 3, colours, rng, fast=False)
+
+
 @pytest.mark.parametrize("colours", [1, 3])
-def test_correct_two_pass_bilstm_is_causal_and_equals_the_layer(colours):
-    rng = np.random.default_rng(0)
-    fused = DiagonalBiLSTMLayer(3, colours, rng, np.float64)
-    two_pass = TwoPassBiLSTM(3, colours, np.random.default_rng(0), np.float64)
-    two_pass.load_state_dict(fused.state_dict())
-    x = random_array(rng, (2, 6, 4, 5))
-    with no_grad():
-        np.testing.assert_allclose(two_pass(Tensor(x)).numpy(), fused(Tensor(x)).numpy(),
-                                   rtol=1e-12, atol=1e-12)
-    assert_none(layer_violations(two_pass, 3, colours))
-    assert_none(model_leaks(model(diagonal_model_with(TwoPassBiLSTM), colours,
-                                  2 if colours == 1 else 4)))
+def test_correct_bilstm_is_causal_on_both_paths(colours):
+    for fast_path in (True, False):
+        layer = make_layer("diagonal", 3, colours, np.random.default_rng(0), fast=fast_path)
+        assert_none(layer_violations(layer, 3, colours))
+        assert_none(model_leaks(model(DiagonalBiLSTM, colours, 2 if colours == 1 else 4,
+                                      fast=fast_path)))
 
 
 def same_row_right(bad):
@@ -182,31 +153,36 @@ def row_below(bad):
 
 
 @pytest.mark.parametrize("colours", [1, 3])
-def test_r2l_not_shifted_down_leaks(colours):
-    bad = layer_violations(NotShifted(3, colours, np.random.default_rng(0)), 3, colours)
+def test_r2l_not_shifted_down_leaks(colours, monkeypatch):
+    monkeypatch.setattr(diagonal_module, "shift_down", lambda r2l: r2l)
+    bad = layer_violations(paper_diagonal(colours, np.random.default_rng(0)), 3, colours)
     # it sees the current row to the right, and nothing else
     assert bad and len(same_row_right(bad)) == len(bad)
-    bad = model_leaks(model(diagonal_model_with(NotShifted), colours, 2 if colours == 1 else 4))
+    bad = model_leaks(model(DiagonalBiLSTM, colours, 2 if colours == 1 else 4, fast=False))
     assert bad and same_row_right(bad)
+    monkeypatch.setattr(fast_layers_module, "shift_down", lambda r2l: r2l)     # the fast layer
+    assert model_leaks(model(DiagonalBiLSTM, colours, 2 if colours == 1 else 4))
 
 
 @pytest.mark.parametrize("colours", [1, 3])
-def test_r2l_last_row_zeroed_instead_of_shift_leaks(colours):
-    bad = layer_violations(LastRowZeroed(3, colours, np.random.default_rng(0)), 3, colours, H=4)
+def test_r2l_last_row_zeroed_instead_of_shift_leaks(colours, monkeypatch):
+    monkeypatch.setattr(diagonal_module, "shift_down", zero_last_row)
+    bad = layer_violations(paper_diagonal(colours, np.random.default_rng(0)), 3, colours, H=4)
     assert bad and len(same_row_right(bad)) == len(bad)
     assert {o[1] for o, _ in bad} == {0, 1, 2}         # every row but the zeroed last one
-    bad = model_leaks(model(diagonal_model_with(LastRowZeroed), colours, 2 if colours == 1 else 4))
-    assert bad
+    assert model_leaks(model(DiagonalBiLSTM, colours, 2 if colours == 1 else 4, fast=False))
 
 
 @pytest.mark.parametrize("colours", [1, 3])
-def test_state_conv_padded_at_the_bottom_leaks(colours):
-    layer = BottomPaddedBiLSTM(3, colours, np.random.default_rng(0))
-    assert layer.left_to_right.offsets == (0, 1)
+def test_state_conv_padded_at_the_bottom_leaks(colours, monkeypatch):
+    layer = BottomPaddedBiLSTM(3, colours, np.random.default_rng(0), np.float64)
     bad = layer_violations(layer, 3, colours)
     assert bad and row_below(bad)                       # it sees the row below
     bad = model_leaks(model(diagonal_model_with(BottomPaddedBiLSTM), colours,
-                            2 if colours == 1 else 4))
+                            2 if colours == 1 else 4, fast=False))
+    assert bad and row_below(bad)
+    monkeypatch.setattr(fast_layers_module, "DIAGONAL_OFFSETS", (0, 1))        # the fast scan
+    bad = model_leaks(model(DiagonalBiLSTM, colours, 2 if colours == 1 else 4))
     assert bad and row_below(bad)
 
 
@@ -268,7 +244,7 @@ def gate_mask_over_4h(h, colours, gates=4):
     return channel_groups(gates * h, colours)
 
 
-@pytest.mark.parametrize("h", [2, 3])
+@pytest.mark.parametrize("h", [3, 4])
 def test_gate_mask_built_over_all_4h_maps_leaks(h, monkeypatch):
     rng = np.random.default_rng(0)
     layers = [RowLSTMLayer(h, 3, rng, np.float64), DiagonalBiLSTMLayer(h, 3, rng, np.float64)]
@@ -302,10 +278,10 @@ def test_mask_a_centre_kept_in_first_layer_leaks(cls, colours, levels, monkeypat
     assert own <= set(bad)
 
 
-def flipped_forward(self, x):
+def flipped_forward(self, x, bias=True):
     """The bug: a true convolution (kernel flipped) of the cross-correlation-masked weight."""
     w = self.weight * Tensor(self.device_mask())
-    return conv2d(x, flip(w, (2, 3)), self.bias, self.padding)
+    return conv2d(x, flip(w, (2, 3)), self.bias if bias else None, self.padding)
 
 
 @pytest.mark.parametrize("cls", MODELS)

@@ -1,5 +1,10 @@
 """Hand-written backwards of every layer, checked by finite differences in float64.
 
+The hand-written ones are the fast path's (minipixel/fast/): the fused cell and
+scan, the fast layers, the fused losses; the paper path's cell and losses are
+checked too (their backwards come from the engine's ops, each checked in
+test_ops_grad.py; the paper layers equal the fast ones, test_fast_equals_paper.py).
+
 Element-wise ``gradcheck`` on small tensors (inputs and every parameter),
 ``gradcheck_directional`` for whole models. Parameters are checked by passing
 the module's own Parameter objects to the checker: the function closes over the
@@ -14,10 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minipixel import Tensor, gradcheck, gradcheck_directional
-from minipixel.layers import (DiagonalBiLSTMLayer, DiagonalLSTM, MaskedConv2d, PixelCNNBlock,
-                              RowLSTMLayer, channel_groups, lstm_cell, lstm_scan, sigmoid_nll,
-                              skew, softmax_nll, unskew)
+from minipixel import Tensor, fast, gradcheck, gradcheck_directional, layers
+from minipixel.fast import (DIAGONAL_OFFSETS, ROW_OFFSETS, FastDiagonalBiLSTMLayer,
+                            FastDiagonalLSTM, FastRowLSTMLayer, lstm_scan)
+from minipixel.layers import MaskedConv2d, PixelCNNBlock, channel_groups
+from minipixel.ops import skew, unskew
 from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
 
 from conftest import random_array
@@ -59,25 +65,26 @@ def test_masked_conv2d_grad(kind, c, n_in, n_out, k, N, H, W, seed):
 
 # ---- the LSTM cell and scan -----------------------------------------------------------------
 
+@pytest.mark.parametrize("cell", [fast.lstm_cell, layers.lstm_cell], ids=["fast", "paper"])
 @given(N=st.integers(1, 2), h=st.integers(1, 3), L=st.integers(1, 4), seed=seeds)
-def test_lstm_cell_grad(N, h, L, seed):
+def test_lstm_cell_grad(cell, N, h, L, seed):
     rng = np.random.default_rng(seed)
     pre, c_prev = leaf(rng, (N, 4 * h, L), -3, 3), leaf(rng, (N, h, L), -2, 2)
 
     def fn(p, c):
-        hh, cc = lstm_cell(p, c)
+        hh, cc = cell(p, c)
         return hh * 1.3 + cc * 0.7      # both outputs, weighted differently
     assert gradcheck(fn, pre, c_prev)
 
 
-@given(kind=st.sampled_from(["row", "diagonal"]), N=st.integers(1, 2), h=st.integers(1, 2),
-       S=st.integers(1, 4), L=st.integers(1, 4), seed=seeds)
-def test_lstm_scan_grad(kind, N, h, S, L, seed):
-    offsets, kshape = {"row": ((-1, 0, 1), (1, 3)), "diagonal": ((-1, 0), (2, 1))}[kind]
+@given(kind=st.sampled_from(["row", "diagonal"]), D=st.integers(1, 2), N=st.integers(1, 2),
+       h=st.integers(1, 2), S=st.integers(1, 4), L=st.integers(1, 4), seed=seeds)
+def test_lstm_scan_grad(kind, D, N, h, S, L, seed):
+    offsets, kshape = {"row": (ROW_OFFSETS, (1, 3)), "diagonal": (DIAGONAL_OFFSETS, (2, 1))}[kind]
     rng = np.random.default_rng(seed)
-    xg = leaf(rng, (N, 4 * h, S, L), -2, 2)
-    k_ss = leaf(rng, (4 * h, h) + kshape, -1.5, 1.5)
-    h0, c0 = leaf(rng, (h,)), leaf(rng, (h,))
+    xg = leaf(rng, (D, N, 4 * h, S, L), -2, 2)
+    k_ss = leaf(rng, (D, 4 * h, h) + kshape, -1.5, 1.5)
+    h0, c0 = leaf(rng, (D, h)), leaf(rng, (D, h))
     assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, offsets), xg, k_ss, h0, c0)
 
 
@@ -85,11 +92,12 @@ def test_lstm_scan_grad_reaches_initial_state_through_every_step():
     """h0 and c0 enter at step 0 only; their gradient must come back through all steps."""
     rng = np.random.default_rng(11)
     h, S, L = 2, 6, 3
-    xg = leaf(rng, (1, 4 * h, S, L))
-    k_ss = leaf(rng, (4 * h, h, 2, 1), -2, 2)
-    h0, c0 = leaf(rng, (h,)), leaf(rng, (h,))
+    xg = leaf(rng, (1, 1, 4 * h, S, L))
+    k_ss = leaf(rng, (1, 4 * h, h, 2, 1), -2, 2)
+    h0, c0 = leaf(rng, (1, h)), leaf(rng, (1, h))
     # only the last step's output is used
-    assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, (-1, 0))[:, :, -1], xg, k_ss, h0, c0)
+    assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, DIAGONAL_OFFSETS)[:, :, :, -1],
+                     xg, k_ss, h0, c0)
 
 
 # ---- skew ------------------------------------------------------------------------------------
@@ -109,27 +117,27 @@ def test_skew_unskew_grad(N, C, H, W, seed):
        big=st.booleans(), seed=seeds)
 def test_row_lstm_layer_grad(h, c, H, W, big, seed):
     rng = np.random.default_rng(seed)
-    layer = scale_params(RowLSTMLayer(h, c, rng, np.float64), 3.0 if big else 1.0)
+    layer = scale_params(FastRowLSTMLayer(h, c, rng, np.float64), 3.0 if big else 1.0)
     check_module(layer, layer, leaf(rng, (1, 2 * h, H, W)))
 
 
 @given(h=st.integers(1, 2), c=colours, H=st.integers(1, 3), W=st.integers(1, 4), seed=seeds)
 def test_diagonal_lstm_grad(h, c, H, W, seed):
     rng = np.random.default_rng(seed)
-    direction = scale_params(DiagonalLSTM(h, c, rng, np.float64), 2.0)
+    direction = scale_params(FastDiagonalLSTM(h, c, rng, np.float64), 2.0)
     check_module(direction, direction, leaf(rng, (1, 2 * h, H, W)))
 
 
 @given(h=st.integers(1, 2), c=colours, H=st.integers(1, 3), W=st.integers(1, 4), seed=seeds)
 def test_diagonal_bilstm_layer_grad(h, c, H, W, seed):
     rng = np.random.default_rng(seed)
-    layer = scale_params(DiagonalBiLSTMLayer(h, c, rng, np.float64), 2.0)
+    layer = scale_params(FastDiagonalBiLSTMLayer(h, c, rng, np.float64), 2.0)
     check_module(layer, layer, leaf(rng, (1, 2 * h, H, W)))
 
 
 def test_diagonal_bilstm_layer_grad_rgb_h3_odd_size():
     rng = np.random.default_rng(7)
-    layer = scale_params(DiagonalBiLSTMLayer(3, 3, rng, np.float64), 1.5)
+    layer = scale_params(FastDiagonalBiLSTMLayer(3, 3, rng, np.float64), 1.5)
     x = leaf(rng, (2, 6, 3, 5))
     check_module(layer, layer, x)
 
@@ -143,20 +151,25 @@ def test_pixelcnn_block_grad(h, c, H, W, seed):
 
 # ---- losses ----------------------------------------------------------------------------------
 
+LOSSES = pytest.mark.parametrize("losses", [fast.losses, layers.losses], ids=["fast", "paper"])
+
+
+@LOSSES
 @given(N=st.integers(1, 2), K=st.integers(2, 5), rest=st.sampled_from([(), (3,), (2, 2, 3)]),
        scale=st.sampled_from([1.0, 10.0]), seed=seeds)
-def test_softmax_nll_grad(N, K, rest, scale, seed):
+def test_softmax_nll_grad(losses, N, K, rest, scale, seed):
     rng = np.random.default_rng(seed)
     tgt = rng.integers(0, K, size=(N,) + rest)
-    assert gradcheck(lambda z: softmax_nll(z, tgt), leaf(rng, (N, K) + rest, -scale, scale))
+    assert gradcheck(lambda z: losses.softmax_nll(z, tgt), leaf(rng, (N, K) + rest, -scale, scale))
 
 
+@LOSSES
 @given(shape=st.sampled_from([(3,), (2, 3, 2, 2), (1, 1, 3, 4)]),
        scale=st.sampled_from([1.0, 10.0]), seed=seeds)
-def test_sigmoid_nll_grad(shape, scale, seed):
+def test_sigmoid_nll_grad(losses, shape, scale, seed):
     rng = np.random.default_rng(seed)
     tgt = rng.integers(0, 2, size=shape)
-    assert gradcheck(lambda z: sigmoid_nll(z, tgt), leaf(rng, shape, -scale, scale))
+    assert gradcheck(lambda z: losses.sigmoid_nll(z, tgt), leaf(rng, shape, -scale, scale))
 
 
 # ---- whole models ----------------------------------------------------------------------------

@@ -15,10 +15,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor
+from minipixel import fast, layers
 from minipixel.backend import to_device, to_numpy
-from minipixel.layers import bits_per_dim, sigmoid_nll, softmax_nll
+from minipixel.layers import bits_per_dim
 
 from conftest import random_array
+
+
+@pytest.fixture(params=["fast", "paper"])
+def losses(request):
+    """The fused losses (the default) and the paper path's log_softmax ones: both must pass."""
+    return fast.losses if request.param == "fast" else layers.losses
 
 
 def to_dev(a, device):
@@ -38,12 +45,12 @@ def ref_sigmoid_nll(z, t):
 
 @given(N=st.integers(1, 3), K=st.integers(2, 9), rest=st.sampled_from([(), (4,), (3, 2, 2)]),
        scale=st.sampled_from([1.0, 30.0, 1e3]), seed=st.integers(0, 1000))
-def test_softmax_nll_definition(device, N, K, rest, scale, seed):
+def test_softmax_nll_definition(losses, device, N, K, rest, scale, seed):
     rng = np.random.default_rng(seed)
     z = random_array(rng, (N, K) + rest, low=-scale, high=scale)
     tgt = rng.integers(0, K, size=(N,) + rest)
     logits = Tensor(to_dev(z, device), requires_grad=True)
-    nll = softmax_nll(logits, to_dev(tgt, device))
+    nll = losses.softmax_nll(logits, to_dev(tgt, device))
     assert nll.shape == (N,) + rest
     np.testing.assert_allclose(nll.numpy(), ref_softmax_nll(z, tgt), rtol=1e-10, atol=1e-10)
     assert np.all(nll.numpy() >= 0)
@@ -55,16 +62,16 @@ def test_softmax_nll_definition(device, N, K, rest, scale, seed):
     np.testing.assert_allclose(to_numpy(logits.grad), want, rtol=1e-10, atol=1e-12)
 
 
-def test_softmax_nll_large_logits():
+def test_softmax_nll_large_logits(losses):
     z = np.array([[1000.0, -1000.0, 0.0], [-5e4, 5e4, 5e4]]).reshape(2, 3)
-    nll = softmax_nll(Tensor(z), np.array([1, 1])).numpy()
+    nll = losses.softmax_nll(Tensor(z), np.array([1, 1])).numpy()
     assert np.all(np.isfinite(nll))
     np.testing.assert_allclose(nll, [2000.0, math.log(2)], rtol=1e-12)
 
 
 @given(N=st.integers(1, 3), rest=st.sampled_from([(5,), (1, 3, 4), (3, 2, 2)]),
        seed=st.integers(0, 1000))
-def test_sigmoid_nll_definition_moderate(device, N, rest, seed):
+def test_sigmoid_nll_definition_moderate(losses, device, N, rest, seed):
     """The textbook formula, evaluated directly (|z| <= 12, where 1 - s is accurate)."""
     rng = np.random.default_rng(seed)
     z = random_array(rng, (N,) + rest, low=-12, high=12)
@@ -72,7 +79,7 @@ def test_sigmoid_nll_definition_moderate(device, N, rest, seed):
     s = 1 / (1 + np.exp(-z))
     direct = -(tgt * np.log(s) + (1 - tgt) * np.log(1 - s))
     logits = Tensor(to_dev(z, device), requires_grad=True)
-    nll = sigmoid_nll(logits, to_dev(tgt, device))
+    nll = losses.sigmoid_nll(logits, to_dev(tgt, device))
     assert nll.shape == z.shape
     np.testing.assert_allclose(nll.numpy(), direct, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(nll.numpy(), ref_sigmoid_nll(z, tgt), rtol=1e-12, atol=1e-15)
@@ -81,11 +88,11 @@ def test_sigmoid_nll_definition_moderate(device, N, rest, seed):
 
 
 @pytest.mark.parametrize("z", [30.0, 50.0, 700.0, 800.0, 1e4, 1e6])
-def test_sigmoid_nll_large_logits(z):
+def test_sigmoid_nll_large_logits(losses, z):
     zs = np.array([z, z, -z, -z])
     tgt = np.array([1, 0, 1, 0])
     logits = Tensor(zs, requires_grad=True)
-    nll = sigmoid_nll(logits, tgt)
+    nll = losses.sigmoid_nll(logits, tgt)
     got = nll.numpy()
     assert np.all(np.isfinite(got)) and np.all(got >= 0)
     np.testing.assert_allclose(got, ref_sigmoid_nll(zs, tgt), rtol=1e-12, atol=0)
@@ -98,16 +105,16 @@ def test_sigmoid_nll_large_logits(z):
     np.testing.assert_allclose(grad, [0, 1, -1, 0], atol=1e-12)
 
 
-def test_loss_target_errors():
+def test_loss_target_errors(losses):
     z = Tensor(np.zeros((2, 4, 3)))
     with pytest.raises(ValueError, match="shape"):
-        softmax_nll(z, np.zeros((2, 4), dtype=np.int64))
+        losses.softmax_nll(z, np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="integer"):
-        softmax_nll(z, np.zeros((2, 3)))
+        losses.softmax_nll(z, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="shape"):
-        sigmoid_nll(z, np.zeros((2, 4), dtype=np.int64))
+        losses.sigmoid_nll(z, np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="integer"):
-        sigmoid_nll(z, np.zeros((2, 4, 3)))
+        losses.sigmoid_nll(z, np.zeros((2, 4, 3)))
 
 
 def test_bits_per_dim():

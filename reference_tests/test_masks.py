@@ -1,4 +1,4 @@
-"""Masks A and B, colour groups and gate groups (paper-notes section 2).
+"""Masks A and B, colour groups and gate groups (paper section 3.4; docs/paper.md).
 
 The masks are compared entry by entry with ``pixel_reference.ref_conv_mask``, the
 rule written from the spec: taps above the centre row and left of the centre on

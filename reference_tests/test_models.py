@@ -9,7 +9,7 @@ from minipixel import Tensor, no_grad
 from minipixel.backend import to_numpy
 from minipixel.models import (MODELS, PRESETS, DiagonalBiLSTM, PixelCNN, RowLSTM, build,
                               check_images, from_preset)
-from minipixel.ops import concat, relu
+from minipixel.ops import relu
 
 CLASSES = [PixelCNN, RowLSTM, DiagonalBiLSTM]
 
@@ -79,8 +79,9 @@ def test_logits_layout(cls, channels, levels):
         assert logits.shape == (2, levels, channels, 3, 5)
     # the last conv's maps are colour-major: channel k * values + v is logit v of colour k
     with no_grad():
-        outs = m.layer_outputs(m.scale(x))
-        z = m.out_logits(relu(m.out_hidden(relu(m.skip(concat(outs[1:], axis=1)))))).numpy()
+        trace = {}
+        m(x, trace)
+        z = m.out_logits(relu(trace["out_hidden"])).numpy()
     values = 1 if levels == 2 else levels
     assert z.shape == (2, channels * values, 3, 5)
     lg = logits.numpy()
@@ -261,3 +262,44 @@ def test_models_differ_by_layer_type():
         outs = [small(cls, 1, 2, seed=0)(x).numpy() for cls in CLASSES]
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
     assert Tensor(outs[0]).shape == (1, 1, 4, 4)
+
+
+# ---- bad settings and empty batches ------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("bad, match", [
+    (dict(h=0), "h must be >= 1"), (dict(layers=0), "layers must be >= 1"),
+    (dict(out_hidden=0), "out_hidden must be >= 1"), (dict(h=-2), "h must be >= 1"),
+    (dict(h=2.5), "h must be a whole number"), (dict(layers="3"), "layers must be a whole"),
+    (dict(channels=3, levels=4, h=2), "RGB model needs h >= 3"),
+    (dict(channels=3, levels=4, out_hidden=2), "RGB model needs out_hidden >= 3"),
+    (dict(channels=2), "channels must be 1"), (dict(levels=1), "levels must be >= 2")])
+def test_constructors_refuse_impossible_sizes(cls, bad, match):
+    settings = dict(channels=1, levels=2, h=3, layers=1, out_hidden=4, dtype=np.float64)
+    with pytest.raises(ValueError, match=match):
+        cls(**{**settings, **bad})
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_smallest_models_build(cls):
+    """h = layers = out_hidden = 1 for grey images, 3 for RGB: every colour group has a map."""
+    cls(channels=1, levels=2, h=1, layers=1, out_hidden=1)
+    cls(channels=3, levels=4, h=3, layers=1, out_hidden=3)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_loss_of_an_empty_batch_is_a_clear_error(fast):
+    m = build("rowlstm", channels=1, levels=2, h=2, layers=1, out_hidden=4, fast=fast)
+    with pytest.raises(ValueError, match="no images"):
+        m.loss(np.zeros((0, 1, 4, 4), np.uint8))
+    assert m.nll(np.zeros((0, 1, 4, 4), np.uint8)).shape == (0,)
+
+
+def test_variant_copies_parameters_and_changes_only_what_is_asked():
+    m = build("diagonal", channels=1, levels=2, h=2, layers=1, out_hidden=4, seed=3)
+    paper = m.variant(fast=False)
+    assert paper.fast is False and paper.config == m.config
+    for (k, a), (k2, b) in zip(m.state_dict().items(), paper.state_dict().items()):
+        assert k == k2 and np.array_equal(a, b)
+    probe = m.variant(relu_slope=0.1)
+    assert probe.relu_slope == 0.1 and m.relu_slope == 0.0 and probe.fast is True

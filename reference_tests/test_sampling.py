@@ -9,7 +9,8 @@ from minipixel.sampling import draw_from_logits, sample, uniforms
 
 
 def tiny(name="diagonal", C=1, levels=2, seed=0):
-    return build(name, channels=C, levels=levels, h=2, layers=1, out_hidden=4, seed=seed,
+    h = 2 if C == 1 else 3                            # RGB models need h >= 3
+    return build(name, channels=C, levels=levels, h=h, layers=1, out_hidden=4, seed=seed,
                  dtype=np.float64)
 
 
@@ -104,3 +105,40 @@ def test_progress_and_argument_errors():
                given_mask=np.ones((3,), bool))
     with pytest.raises(ValueError, match="positive"):
         sample(model, 0, 2, 2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n=0), "n must be a positive whole number"), (dict(n=2.0), "n must be"),
+    (dict(n="4"), "n must be"), (dict(H=0), "H must be"), (dict(W=-1), "W must be"),
+    (dict(W=True), "W must be"), (dict(seed=-1), "seed must be a whole number >= 0"),
+    (dict(seed=1.5), "seed must be")])
+def test_sample_refuses_bad_sizes_and_seeds(kwargs, match):
+    args = dict(n=1, H=2, W=2, seed=0)
+    with pytest.raises(ValueError, match=match):
+        sample(tiny(), **{**args, **kwargs})
+
+
+@pytest.mark.parametrize("given, match", [
+    (np.full((1, 1, 2, 2), 2), r"values in 0\.\.1; got values 2\.\.2"),
+    (np.full((1, 1, 2, 2), -1), "values -1"),
+    (np.full((1, 1, 2, 2), np.nan), "NaN"),
+    (np.full((1, 1, 2, 2), 0.7), "non-integer values such as 0.7"),
+    (np.full((1, 1, 2, 2), "a"), "dtype <U1"),
+    ("images", "integer images"),
+    (np.zeros((1, 1, 3, 2)), "shape")])
+def test_sample_refuses_bad_given_images_before_any_work(given, match):
+    calls = []
+    mask = np.zeros((2, 2), bool)
+    mask[0] = True
+    with pytest.raises(ValueError, match=match):
+        sample(tiny(), 1, 2, 2, given=given, given_mask=mask,
+               progress=lambda *a: calls.append(a))
+    assert calls == []                                  # refused before drawing anything
+
+
+def test_sample_accepts_whole_float_given_values_and_refuses_bad_masks():
+    given = np.ones((1, 1, 2, 2))                       # 1.0 is the value 1
+    out = sample(tiny(), 1, 2, 2, given=given, given_mask=np.ones((2, 2), bool))
+    np.testing.assert_array_equal(out, 1)
+    with pytest.raises(ValueError, match="given_mask must be boolean"):
+        sample(tiny(), 1, 2, 2, given=given, given_mask=np.full((2, 2), 0.5))

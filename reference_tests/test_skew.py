@@ -1,4 +1,4 @@
-"""skew / unskew (paper-notes section 3) and the right-to-left pass's shift_down.
+"""skew / unskew (paper section 3.2, docs/paper.md) and the right-to-left pass's shift_down.
 
     skew:   S[r, r + c] = X[r, c], zeros elsewhere;  (H, W) -> (H, H + W - 1)
     unskew: X[r, c] = S[r, r + c]
@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from minipixel import Tensor
 from minipixel.backend import to_device
-from minipixel.layers import shift_down, skew, unskew
+from minipixel.layers import shift_down
+from minipixel.ops import skew, unskew
 
 from conftest import random_array
 from pixel_reference import ref_skew, ref_unskew

@@ -1,6 +1,6 @@
 """An independent PyTorch implementation of minipixel's models, for cross-checking.
 
-Written from the paper notes and the file format (minipixel/crosscheck/reference.py)
+Written from the paper (docs/paper.md) and the file format (minipixel/crosscheck/reference.py)
 only: it imports nothing from minipixel. Convolutions are torch's conv2d,
 gradients torch's autograd, the losses torch's cross-entropy / BCE-with-logits.
 

@@ -66,6 +66,12 @@ def add_device(p):
                    help="where to compute (cuda needs CuPy and a GPU; default %(default)s)")
 
 
+def add_paper_path(p):
+    p.add_argument("--paper-path", action="store_true",
+                   help="run the paper path (layers written from engine ops, minipixel/layers/) "
+                        "instead of the fused fast path; same numbers, slower")
+
+
 def add_dataset(p, default_help="the checkpoint's dataset"):
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=("binary", "grey", "rgb"), default=None,
@@ -137,14 +143,16 @@ def image_size(spec):
     return (32, 32) if spec.get("cifar_dir") else (28, 28)
 
 
-def load_model(path, dev="cpu"):
-    """(model on `dev`, checkpoint) from a checkpoint path; clear errors."""
+def load_model(path, dev="cpu", fast=True):
+    """(model on `dev`, checkpoint) from a checkpoint path; clear errors.
+    fast=False: the same model on the paper path."""
     from ..checkpoint import load_checkpoint
     try:
         ckpt = load_checkpoint(path)
     except (ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
-    model = ckpt.model if dev == "cpu" else ckpt.model.to(dev)
+    model = ckpt.model if fast else ckpt.model.variant(fast=False)
+    model = model if dev == "cpu" else model.to(dev)
     return model, ckpt
 
 

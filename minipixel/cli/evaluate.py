@@ -1,8 +1,9 @@
 """minipixel evaluate: the test NLL of a checkpoint, in nats per image and bits per dimension."""
 import math
 
-from .common import (POSITIVE, CLIError, HelpFormatter, add_dataset, add_device, check_fits,
-                     check_output, dataset_spec, device, load_data, load_model, spec_for_model)
+from .common import (POSITIVE, CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
+                     check_fits, check_output, dataset_spec, device, load_data, load_model,
+                     spec_for_model)
 
 
 def add_parser(sub):
@@ -17,6 +18,7 @@ def add_parser(sub):
     p.add_argument("--json", metavar="PATH", default=None,
                    help="also write the numbers to this JSON file")
     add_device(p)
+    add_paper_path(p)
     p.set_defaults(run=run)
     return p
 
@@ -27,7 +29,7 @@ def run(args):
     dev = device(args.device)
     if args.json:
         check_output(args.json, flag="--json")
-    model, ckpt = load_model(args.checkpoint, dev)
+    model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
     base = spec_for_model(model, (ckpt.train or {}).get("dataset"))
     base = dict(base, n_train=None)
     data = load_data(dataset_spec(args, base))

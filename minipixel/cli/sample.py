@@ -1,8 +1,9 @@
 """minipixel sample: a PNG grid of images drawn from a checkpoint (seeded)."""
 import time
 
-from .common import (POSITIVE, SEED, HelpFormatter, add_device, check_output, default_output,
-                     device, image_size, load_model, progress_printer, spec_for_model)
+from .common import (POSITIVE, SEED, HelpFormatter, add_device, add_paper_path, check_output,
+                     default_output, device, image_size, load_model, progress_printer,
+                     spec_for_model)
 
 
 def add_parser(sub):
@@ -26,6 +27,7 @@ def add_parser(sub):
     p.add_argument("--npy", metavar="PATH", default=None,
                    help="also save the raw images (N, C, H, W) as .npy")
     add_device(p)
+    add_paper_path(p)
     p.set_defaults(run=run)
     return p
 
@@ -36,7 +38,7 @@ def run(args):
     from ..sampling import sample
     dev = device(args.device)
     out = args.out or default_output(args.checkpoint, "samples.png")
-    model, ckpt = load_model(args.checkpoint, dev)
+    model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
     check_output(out)
     if args.npy:
         check_output(args.npy, flag="--npy")

@@ -21,8 +21,8 @@ from ..nn import DEFAULT_LR, OPTIMIZERS
 from ..runlock import RunLock
 from ..training import Trainer, validate_train_state
 from .common import (NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, add_dataset,
-                     add_device, check_fits, check_output, dataset_spec, device, load_data,
-                     load_model, number)
+                     add_device, add_paper_path, check_fits, check_output, dataset_spec, device,
+                     load_data, load_model, number)
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=12,
@@ -95,6 +95,7 @@ def add_parser(sub):
                         "instead of the exact cached one")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device(p)
+    add_paper_path(p)
     p.set_defaults(run=run)
     return p
 
@@ -114,7 +115,7 @@ def _model_settings(args):
     return config
 
 
-def _build(kind, config):
+def _build(kind, config, fast=True):
     """The model, refused (before any allocation) if its weights alone would be too big."""
     need = min_parameters({**config, "model": kind}) * np.dtype(config["dtype"]).itemsize
     if need > MAX_MODEL_BYTES:
@@ -122,7 +123,7 @@ def _build(kind, config):
                        f"{config['out_hidden']} ask for at least {need / 2**30:.1f} GiB of weights "
                        f"(the limit is {MAX_MODEL_BYTES / 2**30:.0f} GiB); choose smaller sizes")
     try:
-        return build(kind, **config)
+        return build(kind, fast=fast, **config)
     except (ValueError, TypeError) as e:
         raise CLIError(f"cannot build the model: {e}") from None
 
@@ -136,7 +137,7 @@ def _new_trainer(args, dev, log):
     data = load_data(spec)
     config.update(channels=data.channels, levels=data.levels, seed=args.seed or 0,
                   dtype=args.dtype or MAIN_JOB["dtype"])
-    model = _build(config.pop("model"), config)
+    model = _build(config.pop("model"), config, fast=not args.paper_path)
     check_fits(model, data)
     if dev != "cpu":
         model.to(dev)
@@ -158,6 +159,8 @@ def _resumed_trainer(args, dev, log):
                        f"drop {', '.join(given)} (only --epochs, --max-steps, --out, --device, "
                        f"--samples and output flags may change)")
     _, ckpt = load_model(args.resume)
+    if args.paper_path:                   # the same parameters, in the same order
+        ckpt.model = ckpt.model.variant(fast=False)
     if not ckpt.train or "global_step" not in ckpt.train:
         raise CLIError(f"{args.resume}: holds no training state to resume from")
     try:

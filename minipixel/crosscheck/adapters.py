@@ -4,12 +4,10 @@
     tiny(model="diagonal")      a small float64 model's fn, for `minipixel audit`:
         minipixel audit minipixel.crosscheck.adapters:tiny --kwargs '{"model": "rowlstm"}'
 """
-import contextlib
-
 import numpy as np
 
 from ..backend import to_numpy
-from ..causality import probe_activation
+from ..causality import probe_model
 from ..models import build
 from ..tensor import no_grad
 
@@ -17,12 +15,13 @@ from ..tensor import no_grad
 def model_fn(model, leaky=False):
     """A NumPy function images -> logits for a minipixel model, with .channels and .levels.
 
-    leaky=True swaps ReLUs for leaky ones (causality.probe_activation) so no
+    leaky=True runs a copy with leaky ReLUs (causality.probe_model) so no
     path hides behind a dead unit: exact coverage, same causal structure."""
+    net = probe_model(model) if leaky else model
+
     def fn(images):
-        ctx = probe_activation(model) if leaky else contextlib.nullcontext()
-        with no_grad(), ctx:
-            return to_numpy(model(np.asarray(images)).data)
+        with no_grad():
+            return to_numpy(net(np.asarray(images)).data)
     fn.channels, fn.levels, fn.model = model.channels, model.levels, model
     return fn
 

@@ -100,8 +100,6 @@ from ..backend import to_numpy
 from ..io import atomic_savez_compressed
 from ..layers import MaskedConv2d
 from ..models import MODELS, build
-from ..ops import concat
-from ..tensor import no_grad
 
 FORMAT, VERSION = "minipixel-reference", 1
 MODEL_KEYS = ("model", "channels", "levels", "h", "layers", "out_hidden", "seed", "dtype")
@@ -137,15 +135,6 @@ class Reference:
 
 
 # ---- computing -----------------------------------------------------------------
-def _clone(model, dtype):
-    """A fresh model of `model`'s config in `dtype` holding its parameters (cast)."""
-    config = {k: v for k, v in model.config.items() if k != "model"}
-    config["dtype"] = np.dtype(dtype)
-    clone = build(model.config["model"], **config)
-    clone.load_state_dict({k: v.astype(dtype) for k, v in model.state_dict().items()})
-    return clone
-
-
 def make_model(model_or_config, dtype=None):
     """A model from a PixelModel (copied if `dtype` differs) or a config dict."""
     if isinstance(model_or_config, dict):
@@ -159,7 +148,7 @@ def make_model(model_or_config, dtype=None):
         return build(kind, **config)
     model = model_or_config
     if dtype is not None and np.dtype(dtype) != model.dtype:
-        return _clone(model, dtype)
+        return model.variant(dtype=np.dtype(dtype))
     return model
 
 
@@ -170,26 +159,17 @@ def images_for(config, seed, batch, H, W):
 
 
 def compute_arrays(model, images):
-    """Every array of the format except config, for `model` on integer `images`."""
+    """Every array of the format except config, for `model` on integer `images`.
+
+    One forward pass, traced (the model's forward records its intermediates in
+    a dict, models/base.py), one backward of the summed NLL."""
     images = np.asarray(images, dtype=np.int64)
     for p in model.parameters():
         p.grad = None
+    trace = {}
     x = model.scale(images)
-    outs = model.layer_outputs(x)
-    skip = model.skip(concat(outs[1:], axis=1))
-    out_hidden = model.out_hidden(model.act(skip))
-    z = model.out_logits(model.act(out_hidden))
-    if model.values == 1:
-        logits = z
-    else:
-        N, _, H, W = z.shape
-        logits = z.reshape(N, model.channels, model.values, H, W).transpose(0, 2, 1, 3, 4)
+    logits = model.logits_from_scaled(x, trace)
     nll = model.nll_from_logits(logits, x.xp.asarray(images))
-    with no_grad():
-        check = to_numpy(model(images).data)
-    if not np.array_equal(check, to_numpy(logits.data)):
-        raise RuntimeError("crosscheck.reference: the model's forward no longer matches the "
-                           "computation documented in reference.py; update both together")
     nll.sum().backward()
 
     arrays = {"images": images}
@@ -200,14 +180,8 @@ def compute_arrays(model, images):
     for name, p in model.named_parameters():
         g = np.zeros(p.shape, p.dtype) if p.grad is None else to_numpy(p.grad)
         arrays[f"grad/{name}"] = g.copy()
-    for i, o in enumerate(outs):
-        arrays[f"layer/{i}"] = to_numpy(o.data).copy()
-    with no_grad():
-        for i, layer in enumerate(model.layers, start=1):
-            if hasattr(layer, "hidden"):
-                arrays[f"hidden/{i}"] = to_numpy(layer.hidden(outs[i - 1]).data).copy()
-    arrays["skip"] = to_numpy(skip.data).copy()
-    arrays["out_hidden"] = to_numpy(out_hidden.data).copy()
+    for key, t in trace.items():
+        arrays[key] = to_numpy(t.data).copy()
     arrays["logits"] = to_numpy(logits.data).copy()
     arrays["nll"] = to_numpy(nll.data).copy()
     for p in model.parameters():
@@ -215,12 +189,9 @@ def compute_arrays(model, images):
     return arrays
 
 
-def _masked_convs(model, prefix=""):
+def _masked_convs(model):
     """(dotted name, module) of every MaskedConv2d, in registration order."""
-    if isinstance(model, MaskedConv2d):
-        yield prefix.rstrip("."), model
-    for name, m in model._modules.items():
-        yield from _masked_convs(m, prefix + name + ".")
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, MaskedConv2d)]
 
 
 def reference_config(model, seed, batch, H, W):

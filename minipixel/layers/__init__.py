@@ -1,26 +1,28 @@
-"""The building blocks of the paper's models, each with its causal structure.
+"""The building blocks of the paper's models, each written as the paper writes it.
+
+Every layer here is built from engine ops (minipixel/ops) and the engine derives
+its backward; each file opens with the equation it implements and its shapes.
+The fused, faster twins are in minipixel/fast/ (tested equal). The notes on the
+paper behind all of this: docs/paper.md.
 
     masks.py            mask A / B and the R, G, B channel groups
-    conv.py             Conv2d, MaskedConv2d
-    lstm_cell.py        the LSTM cell (i, f, g, o), forward and backward by hand
-    lstm_scan.py        the recurrence shared by both LSTM layers
-    row_lstm.py         Row LSTM layer
-    skew.py             skew / unskew
-    diagonal_bilstm.py  Diagonal BiLSTM layer
+    conv.py             Conv2d, MaskedConv2d (and a conv at one pixel)
+    cell.py             the LSTM cell (eq. 3): sigmoid on i, f, o; tanh on g and c
+    row_lstm.py         Row LSTM layer: a loop over rows, K_ss a 1 x 3 conv
+    diagonal_bilstm.py  Diagonal LSTM (skew, a loop over columns, K_ss a 2 x 1
+                        conv, unskew) and the Diagonal BiLSTM layer
     residual.py         PixelCNN residual block
-    losses.py           softmax and Bernoulli NLL, bits/dim
+    losses.py           softmax and Bernoulli NLL from one log_softmax, bits/dim
+skew and unskew are shape ops: minipixel/ops/shape.py.
 """
+from .cell import lstm_cell
 from .conv import Conv2d, MaskedConv2d
 from .diagonal_bilstm import DiagonalBiLSTMLayer, DiagonalLSTM, shift_down
 from .losses import bits_per_dim, sigmoid_nll, softmax_nll
-from .lstm_cell import lstm_cell
-from .lstm_scan import lstm_scan
 from .masks import channel_groups, conv_mask, gate_groups
 from .residual import PixelCNNBlock
 from .row_lstm import RowLSTMLayer
-from .skew import skew, unskew
 
 __all__ = ["Conv2d", "MaskedConv2d", "DiagonalBiLSTMLayer", "DiagonalLSTM", "shift_down",
-           "bits_per_dim", "sigmoid_nll", "softmax_nll", "lstm_cell", "lstm_scan",
-           "channel_groups", "conv_mask", "gate_groups", "PixelCNNBlock", "RowLSTMLayer",
-           "skew", "unskew"]
+           "bits_per_dim", "sigmoid_nll", "softmax_nll", "lstm_cell",
+           "channel_groups", "conv_mask", "gate_groups", "PixelCNNBlock", "RowLSTMLayer"]

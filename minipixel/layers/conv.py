@@ -1,6 +1,14 @@
-"""Convolution modules: plain Conv2d and MaskedConv2d (mask A / B)."""
+"""Convolution modules: plain Conv2d and MaskedConv2d (mask A / B, paper section 3.4).
+
+    Conv2d:        x (N, C, H, W) -> (N, OC, OH, OW), weight (OC, C, KH, KW), bias (OC,)
+    MaskedConv2d:  the same with weight * mask (masks.py), size kept by padding KH//2, KW//2
+
+``conv.at_pixel()`` is the same convolution evaluated at one output position,
+for the cached samplers (see PixelConv below); it reads only the taps the mask keeps.
+"""
 import numpy as np
 
+from ..backend import get_array_module
 from ..nn import Module, Parameter
 from ..ops import conv2d
 from ..ops.conv import kept_taps
@@ -28,6 +36,9 @@ class Conv2d(Module):
     def forward(self, x):
         return conv2d(x, self.weight, self.bias, self.padding)
 
+    def at_pixel(self):
+        return PixelConv(self.weight.data, self.bias, None, self.weight.shape[2:])
+
 
 class MaskedConv2d(Conv2d):
     """Conv2d whose weight is multiplied by a fixed causal mask in the forward.
@@ -54,6 +65,38 @@ class MaskedConv2d(Conv2d):
             self._mask_on_device[key] = self.weight.xp.asarray(self.mask, dtype=self.weight.dtype)
         return self._mask_on_device[key]
 
-    def forward(self, x):
-        return conv2d(x, self.weight, self.bias, self.padding,
+    def forward(self, x, bias=True):
+        """The masked convolution of x; bias=False leaves the bias out (to add it elsewhere)."""
+        return conv2d(x, self.weight, self.bias if bias else None, self.padding,
                       mask=self.device_mask(), taps=self.taps)
+
+    def at_pixel(self):
+        return PixelConv(self.weight.data * self.device_mask(), self.bias, self.taps,
+                         self.weight.shape[2:])
+
+
+class PixelConv:
+    """A convolution evaluated at one output position (r, c), in raw arrays, no graph.
+
+    Notation: N batch, C input / OC output channels, T kept taps.
+    `xpad` is the input padded as the conv pads it, so the window of output
+    (r, c) starts at xpad[:, :, r, c]. Made by ``conv.at_pixel()`` from the
+    conv's current weights (masked-out taps are never read)."""
+
+    def __init__(self, w, bias, taps, kernel):
+        taps = taps if taps is not None else kept_taps(None, *kernel)
+        xp = get_array_module(w)
+        self.ti = xp.asarray([i for i, _ in taps])
+        self.tj = xp.asarray([j for _, j in taps])
+        OC, C = w.shape[:2]
+        self.w = w[:, :, self.ti, self.tj].reshape(OC, C * len(taps)).T     # (C*T, OC)
+        self.b = bias.data if bias is not None else 0
+
+    def at(self, xpad, r, c):
+        """(N, C, Hp, Wp) -> (N, OC): the output at (r, c)."""
+        patch = xpad[:, :, r + self.ti, c + self.tj]                         # (N, C, T)
+        return patch.reshape(len(patch), -1) @ self.w + self.b
+
+    def vec(self, x):
+        """A 1 x 1 conv applied to one pixel's features (N, C) -> (N, OC)."""
+        return x @ self.w + self.b

@@ -3,36 +3,40 @@
 Notation: N batch, 2h layer input/output maps, h hidden units, H x W image,
 W' = H + W - 1 skewed width.
 
-One direction (left to right):
+One direction (left to right), DiagonalLSTM:
     x (N, 2h, H, W)
-      -> input-to-state K_is: 1 x 1 conv, mask B                      (N, 4h, H, W)
-      -> skew, and add K_is's bias (= a 1 x 1 conv on the skewed map) (N, 4h, H, W')
-      -> recurrence over the W' skewed columns; state-to-state K_ss:
-         2 x 1 unmasked conv over the previous column, padded at the
-         top only: state (r, c) sees states (r, c-1) and (r-1, c)      (N, h, H, W')
-      -> unskew                                                        (N, h, H, W)
-The right-to-left direction flips x left-right, runs the same scan with its
-own weights and flips back; its output is then shifted down one row (row 0
-becomes zeros), since unshifted it would see the current row to the right.
-The two are added, brought back to 2h maps by a 1 x 1 mask B conv, and the
-layer input is added (residual).
+      -> skew: row r shifted right by r                                (N, 2h, H, W')
+      -> input-to-state K_is: 1 x 1 conv, mask B, on the skewed map    (N, 4h, H, W')
+      -> for each skewed column j, left to right (eq. 3):
+           pre_j = K_is (*) x [column j] + K_ss (*) h_{j-1}           (N, 4h, H, 1)
+           h_j, c_j = lstm_cell(pre_j, c_{j-1})                          (N, h, H, 1)
+         K_ss: 2 x 1 unmasked conv over the previous column, zero padded
+         at the top only, so state (r, c) sees states (r-1, c) and (r, c-1)
+         (padding at the bottom would see the row below: a leak)
+      -> unskew                                                         (N, h, H, W)
+The layer, DiagonalBiLSTMLayer: two directions. The right-to-left one runs on x
+flipped left-right and is flipped back; its output is then shifted down one
+row (row 0 becomes zeros), since unshifted it would see the current row to the
+right. The two are added, brought back to 2h maps by a 1 x 1 mask B conv, and
+the layer input is added (residual). The fast twin (both directions in one
+fused scan op): minipixel/fast/layers.py.
 """
 import numpy as np
 
 from ..nn import Module, Parameter
-from ..ops import conv2d, flip, pad, stack, transpose
+from ..ops import concat, conv2d, flip, pad, skew, unskew
+from ..tensor import Tensor
+from .cell import initial_state, lstm_cell, lstm_cell_arrays
 from .conv import MaskedConv2d, uniform_init
-from .lstm_scan import lstm_scan
 from .masks import channel_groups, gate_groups
-from .skew import skew, unskew
-
-DIAGONAL_OFFSETS = (-1, 0)     # K_ss taps: rows r-1 and r of the previous skewed column
+from .residual import ResidualRecurrentLayer
 
 
 class DiagonalLSTM(Module):
     """One direction of the Diagonal BiLSTM: (N, 2h, H, W) -> hidden states (N, h, H, W)."""
 
-    offsets = DIAGONAL_OFFSETS
+    state_padding = ((1, 0), (0, 0))         # K_ss 2 x 1: one zero row on top, none below
+    cell_arrays = staticmethod(lstm_cell_arrays)
 
     def __init__(self, h, colours, rng, dtype=np.float32):
         super().__init__()
@@ -42,16 +46,18 @@ class DiagonalLSTM(Module):
         self.h0 = Parameter(uniform_init(rng, (h,), h, dtype))
         self.c0 = Parameter(uniform_init(rng, (h,), h, dtype))
 
-    def columns(self, x):
-        """Input-to-state gates of x (N, 2h, H, W), skewed, one step per column: (N, 4h, W', H)."""
-        conv = self.input_to_state
-        gates = conv2d(x, conv.weight, None, mask=conv.device_mask(), taps=conv.taps)  # (N, 4h, H, W)
-        gates = skew(gates) + conv.bias.reshape(1, -1, 1, 1)        # (N, 4h, H, W')
-        return transpose(gates, (0, 1, 3, 2))                        # (N, 4h, W', H)
-
     def forward(self, x):
-        hs = lstm_scan(self.columns(x), self.state_to_state, self.h0, self.c0, self.offsets)
-        return unskew(transpose(hs, (0, 1, 3, 2)), x.shape[3])       # (N, h, H, W)
+        N, _, H, W = x.shape
+        gates = self.input_to_state(skew(x))                             # K_is (*) skew(x)
+        h = initial_state(self.h0, (N, len(self.h0), H, 1))
+        c = initial_state(self.c0, (N, len(self.c0), H, 1))
+        columns = []
+        for j in range(H + W - 1):
+            pre = gates[:, :, :, j:j + 1] + conv2d(h, self.state_to_state,
+                                                   padding=self.state_padding)
+            h, c = lstm_cell(pre, c)
+            columns.append(h)
+        return unskew(concat(columns, axis=3), W)
 
 
 def shift_down(x):
@@ -59,26 +65,86 @@ def shift_down(x):
     return pad(x[:, :, :-1], ((0, 0), (0, 0), (1, 0), (0, 0)))
 
 
-class DiagonalBiLSTMLayer(Module):
+class DiagonalBiLSTMLayer(ResidualRecurrentLayer):
+    direction = DiagonalLSTM                 # the class of each direction
+
     def __init__(self, h, colours, rng, dtype=np.float32):
         super().__init__()
-        self.left_to_right = DiagonalLSTM(h, colours, rng, dtype)
-        self.right_to_left = DiagonalLSTM(h, colours, rng, dtype)
+        self.left_to_right = self.direction(h, colours, rng, dtype)
+        self.right_to_left = self.direction(h, colours, rng, dtype)
         self.output = MaskedConv2d("B", channel_groups(2 * h, colours), channel_groups(h, colours),
                                    1, rng=rng, dtype=dtype)
 
     def hidden(self, x):
-        """Both directions' hidden states, added: (N, h, H, W).
+        """Both directions' hidden states, the right-to-left one shifted down: (N, h, H, W)."""
+        l2r = self.left_to_right(x)
+        r2l = flip(self.right_to_left(flip(x, 3)), 3)
+        return l2r + shift_down(r2l)
 
-        The two directions run as one scan (a leading direction axis): the
-        right-to-left one on the image flipped left-right."""
-        l2r, r2l = self.left_to_right, self.right_to_left
-        hs = lstm_scan(stack([l2r.columns(x), r2l.columns(flip(x, 3))]),
-                       stack([l2r.state_to_state, r2l.state_to_state]),
-                       stack([l2r.h0, r2l.h0]), stack([l2r.c0, r2l.c0]), l2r.offsets)
-        hs = unskew(transpose(hs.reshape((-1,) + hs.shape[2:]), (0, 1, 3, 2)), x.shape[3])
-        N = x.shape[0]
-        return hs[:N] + shift_down(flip(hs[N:], 3))
+    def pixel_steps(self, N, H, W):
+        return DiagonalPixels(self, N, H, W)
 
-    def forward(self, x):
-        return x + self.output(self.hidden(x))
+
+def edge_states(direction, H):
+    """States of one direction at (r, -1), r = 0..H-1, shape (H, h) each for h and c.
+
+    (0, -1) is the initial state (h0, c0). (r, -1) for r >= 1 is skewed
+    position (r, r - 1): the scan over skewed columns with zero input (gates =
+    bias) gives it exactly, since left-of-image states see only each other."""
+    xp = direction.h0.xp
+    k = direction.state_to_state.data                    # (4h, h, 2, 1): rows r-1, r
+    bias = direction.input_to_state.bias.data
+    h0, c0 = direction.h0.data, direction.c0.data
+    h = xp.broadcast_to(h0, (H, len(h0)))                # skewed column -1, every row
+    c = xp.broadcast_to(c0, (H, len(c0)))
+    hs, cs = [h0], [c0]
+    for j in range(H - 1):                              # skewed column j: edge row j + 1
+        above = xp.concatenate([xp.zeros_like(h[:1]), h[:-1]])   # zero padded at the top
+        pre = bias + above @ k[:, :, 0, 0].T + h @ k[:, :, 1, 0].T
+        h, c = direction.cell_arrays(pre, c)
+        hs.append(h[j + 1])
+        cs.append(c[j + 1])
+    return xp.stack(hs), xp.stack(cs)
+
+
+class DiagonalPixels:
+    """The layer at one pixel at a time, for cached sampling, in raw arrays.
+
+    Left-to-right pass: the state at (r, c) needs the states at (r-1, c) and
+    (r, c-1), so it advances pixel by pixel; left of the image (c = -1) the
+    skewed map is padding, whose states are computed once (`edge_states`).
+    Right-to-left pass, shifted down: row r needs that pass's states of row
+    r-1, which see only rows <= r-1, all final when row r starts: the direction's
+    own forward runs once per row over the rows drawn so far (`begin_row`)."""
+
+    def __init__(self, layer, N, H, W):
+        l2r = layer.left_to_right
+        xp, dtype, n = l2r.h0.xp, l2r.h0.dtype, len(l2r.h0)
+        self.layer, self.cell = layer, l2r.cell_arrays
+        self.k_is, self.out = l2r.input_to_state.at_pixel(), layer.output.at_pixel()
+        k = l2r.state_to_state.data
+        self.k_above, self.k_left = k[:, :, 0, 0].T, k[:, :, 1, 0].T       # (h, 4h)
+        self.x = xp.zeros((N, 2 * n, H, W), dtype=dtype)                  # layer input
+        # l2r states; index [r + 1, c + 1] holds (r, c); row 0 = zero pad above,
+        # column 0 = the edge states (r, -1).
+        self.h = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
+        self.c = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
+        self.h[:, 1:, 0], self.c[:, 1:, 0] = edge_states(l2r, H)
+        self.r2l_above = xp.zeros((N, n, W), dtype=dtype)                 # shifted r2l, row r
+
+    def begin_row(self, r):
+        """The right-to-left pass over rows 0..r-1 of the layer input; keep row r-1."""
+        if r == 0:
+            return
+        r2l = self.layer.right_to_left
+        states = flip(r2l(flip(Tensor(self.x[:, :, :r]), 3)), 3).data     # (N, h, r, W)
+        self.r2l_above = states[:, :, r - 1]
+
+    def at(self, x, r, c):
+        """Layer output (N, 2h) at (r, c) for its input x (N, 2h) there."""
+        self.x[:, :, r, c] = x
+        pre = (self.k_is.vec(x) + self.h[:, r, c + 1] @ self.k_above
+               + self.h[:, r + 1, c] @ self.k_left)
+        h, cc = self.cell(pre, self.c[:, r + 1, c])
+        self.h[:, r + 1, c + 1], self.c[:, r + 1, c + 1] = h, cc
+        return x + self.out.vec(h + self.r2l_above[:, :, c])

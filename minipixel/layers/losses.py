@@ -1,19 +1,22 @@
-"""The output distributions' negative log-likelihoods, as fused ops (paper section 2.2).
+"""The output distributions' negative log-likelihoods (paper section 2.2), from one log_softmax.
 
-    softmax_nll(logits (N, K, ...), targets (N, ...))  256-way softmax per sub-pixel
+    softmax_nll(logits (N, K, ...), targets (N, ...))  K-way softmax per sub-pixel (K = 256)
+        nll = -log_softmax(logits, axis=1)[target]
     sigmoid_nll(logits (N, ...), targets (N, ...))     Bernoulli per sub-pixel (binary images)
+        the same with the two logits (0, z): p(1) = e^z / (1 + e^z) = sigmoid(z)
 
 Both return the NLL in nats per element (same shape as targets); sum over
-C, H, W for the NLL of an image. bits_per_dim converts.
+C, H, W for the NLL of an image. bits_per_dim converts. The engine derives
+the backward; the fused twins (softmax - onehot by hand) are minipixel/fast/losses.py.
 """
 import math
 
 from ..backend import device_of
-from ..ops.elementwise import sigmoid_array
-from ..tensor import Tensor, record
+from ..ops import log_softmax, stack
+from ..tensor import Tensor
 
 
-def _targets(targets, logits, shape, op):
+def check_targets(targets, logits, shape, op):
     """Integer target array of `shape`, on the logits' device."""
     t = targets.data if isinstance(targets, Tensor) else targets
     if device_of(t) != logits.device:
@@ -25,34 +28,25 @@ def _targets(targets, logits, shape, op):
     return t
 
 
-def softmax_nll(logits, targets):
-    """-log softmax(logits)[target] along axis 1;  d/dlogits = softmax - onehot(target)."""
-    xp = logits.xp
-    targets = _targets(targets, logits, logits.shape[:1] + logits.shape[2:], "softmax_nll")
-    z = logits.data
-    m = z.max(axis=1, keepdims=True)
-    log_p = z - m - xp.log(xp.exp(z - m).sum(axis=1, keepdims=True))  # stable log-softmax
-    picked = xp.take_along_axis(log_p, targets[:, None].astype(xp.int64), axis=1)[:, 0]
+def one_hot(targets, K, like):
+    """(N, ...) integers -> (N, K, ...) 0/1 array in like's dtype and device."""
+    xp = like.xp
+    values = xp.arange(K).reshape((1, K) + (1,) * (targets.ndim - 1))
+    return (xp.expand_dims(targets, 1) == values).astype(like.dtype)
 
-    def backward(g):
-        d = xp.exp(log_p)
-        tgt = xp.expand_dims(targets.astype(xp.int64), 1)
-        xp.put_along_axis(d, tgt, xp.take_along_axis(d, tgt, axis=1) - 1, axis=1)
-        return (d * g[:, None],)
-    return record(-picked, (logits,), backward, "softmax_nll")
+
+def softmax_nll(logits, targets):
+    """-log softmax(logits)[target] along axis 1: (N, K, ...) -> (N, ...)."""
+    targets = check_targets(targets, logits, logits.shape[:1] + logits.shape[2:], "softmax_nll")
+    log_p = log_softmax(logits, axis=1)
+    return -(log_p * Tensor(one_hot(targets, logits.shape[1], logits))).sum(axis=1)
 
 
 def sigmoid_nll(logits, targets):
-    """-log Bernoulli(target; sigmoid(z)) = softplus(z) - t z, stable;  d/dz = sigmoid(z) - t."""
-    xp = logits.xp
-    targets = _targets(targets, logits, logits.shape, "sigmoid_nll")
-    z = logits.data
-    t = targets.astype(z.dtype)
-    nll = xp.maximum(z, 0) - t * z + xp.log1p(xp.exp(-xp.abs(z)))
-
-    def backward(g):
-        return ((sigmoid_array(z, xp) - t) * g,)
-    return record(nll, (logits,), backward, "sigmoid_nll")
+    """-log Bernoulli(target; sigmoid(z)): a 2-way softmax over the logits (0, z)."""
+    targets = check_targets(targets, logits, logits.shape, "sigmoid_nll")
+    zero = Tensor(logits.xp.zeros(logits.shape, dtype=logits.dtype))
+    return softmax_nll(stack([zero, logits], axis=1), targets)
 
 
 def bits_per_dim(nll_nats, dims):

@@ -4,24 +4,30 @@ Notation: N batch, 2h layer input/output maps, h hidden units, H x W image.
 
     x (N, 2h, H, W)
       -> input-to-state K_is: 1 x 3 conv, mask B, all rows at once   (N, 4h, H, W)
-      -> recurrence over rows, state-to-state K_ss: 1 x 3 unmasked
-         conv over the previous row's h, zero padded at both ends    (N, h, H, W)
-      -> 1 x 1 conv, mask B, back to 2h maps, plus x (residual)      (N, 2h, H, W)
+      -> for each row r, top to bottom (eq. 3):
+           pre_r = K_is (*) x [row r] + K_ss (*) h_{r-1}              (N, 4h, 1, W)
+           h_r, c_r = lstm_cell(pre_r, c_{r-1})                         (N, h, 1, W)
+         K_ss: 1 x 3 unmasked conv over the previous row, zero padded
+         at both ends; h_{-1}, c_{-1} are learned vectors (h,)
+      -> 1 x 1 conv, mask B, back to 2h maps, plus x (residual)       (N, 2h, H, W)
 
 The state of row r sees row r-1 at columns c-1..c+1, so the layer's field is
 the triangle above the pixel (plus, through K_is, the pixel to its left).
+The fast twin (one fused scan op): minipixel/fast/layers.py.
 """
 import numpy as np
 
-from ..nn import Module, Parameter
-from .conv import MaskedConv2d, uniform_init
-from .lstm_scan import lstm_scan
+from ..nn import Parameter
+from ..ops import concat, conv2d
+from .cell import initial_state, lstm_cell, lstm_cell_arrays
+from .conv import MaskedConv2d, PixelConv, uniform_init
 from .masks import channel_groups, gate_groups
+from .residual import ResidualRecurrentLayer
 
-ROW_OFFSETS = (-1, 0, 1)       # K_ss taps: columns c-1, c, c+1 of the previous row
 
+class RowLSTMLayer(ResidualRecurrentLayer):
+    cell_arrays = staticmethod(lstm_cell_arrays)     # the per-pixel step's cell
 
-class RowLSTMLayer(Module):
     def __init__(self, h, colours, rng, dtype=np.float32):
         super().__init__()
         g_io, g_gates = channel_groups(2 * h, colours), gate_groups(h, colours)
@@ -33,8 +39,45 @@ class RowLSTMLayer(Module):
 
     def hidden(self, x):
         """The LSTM's hidden states (N, h, H, W) for the layer input x (N, 2h, H, W)."""
-        gates = self.input_to_state(x)                               # (N, 4h, H, W)
-        return lstm_scan(gates, self.state_to_state, self.h0, self.c0, ROW_OFFSETS)
+        N, _, H, W = x.shape
+        gates = self.input_to_state(x)                                   # K_is (*) x
+        h = initial_state(self.h0, (N, len(self.h0), 1, W))
+        c = initial_state(self.c0, (N, len(self.c0), 1, W))
+        rows = []
+        for r in range(H):
+            pre = gates[:, :, r:r + 1] + conv2d(h, self.state_to_state, padding=(0, 1))
+            h, c = lstm_cell(pre, c)
+            rows.append(h)
+        return concat(rows, axis=2)
 
-    def forward(self, x):
-        return x + self.output(self.hidden(x))
+    def pixel_steps(self, N, H, W):
+        return RowLSTMPixels(self, N, H, W)
+
+
+class RowLSTMPixels:
+    """The layer at one pixel at a time, for cached sampling, in raw arrays.
+
+    Row r-1's states are final once row r starts, so (r, c) needs only its own
+    1 x 3 input window, the previous row's h at c-1..c+1 and its c at c."""
+
+    def __init__(self, layer, N, H, W):
+        xp, dtype, n = layer.h0.xp, layer.h0.dtype, len(layer.h0)
+        self.cell = layer.cell_arrays
+        self.k_is, self.out = layer.input_to_state.at_pixel(), layer.output.at_pixel()
+        self.k_ss = PixelConv(layer.state_to_state.data, None, None, (1, 3))
+        self.x = xp.zeros((N, 2 * n, H, W + 2), dtype=dtype)        # layer input, 1 column pad
+        self.h = xp.zeros((N, n, H + 1, W + 2), dtype=dtype)        # row 0 here is h_{-1} = h0
+        self.h[:, :, 0, 1:W + 1] = layer.h0.data[None, :, None]
+        self.c = xp.zeros((N, n, H + 1, W), dtype=dtype)
+        self.c[:, :, 0] = layer.c0.data[None, :, None]
+
+    def begin_row(self, r):
+        pass
+
+    def at(self, x, r, c):
+        """Layer output (N, 2h) at (r, c) for its input x (N, 2h) there."""
+        self.x[:, :, r, c + 1] = x
+        pre = self.k_is.at(self.x, r, c) + self.k_ss.at(self.h, r, c)  # h rows r-1 (padded index r)
+        h, cc = self.cell(pre, self.c[:, :, r, c])
+        self.h[:, :, r + 1, c + 1], self.c[:, :, r + 1, c] = h, cc
+        return x + self.out.vec(h)

@@ -15,13 +15,27 @@ Logits: levels == 2 (binary images): one Bernoulli logit per sub-pixel,
 out as PyTorch's cross-entropy expects: (N, levels, C, H, W). The last conv
 makes C * levels maps, colour-major (channel = colour * levels + value), so
 they fall into the R, G, B groups like every other layer.
+
+Two paths compute the same numbers: ``fast=True`` (the default) uses the fused
+layers and losses of minipixel/fast/, ``fast=False`` the paper path of
+minipixel/layers/ (every backward derived by the engine). ``relu_slope`` > 0
+makes every ReLU leaky (the causality probe's models; 0 is the paper's ReLU).
+Neither is part of ``config``: they change how, not what, the model computes
+(relu_slope aside, which only probes use).
+
+``forward(images, trace)`` / ``logits_from_scaled(x, trace)``: with a dict
+``trace`` the one forward pass also records its intermediates (the reference
+files of minipixel/crosscheck/reference.py are made this way): "layer/0",
+"layer/<i>", "hidden/<i>" (recurrent layers), "skip", "out_hidden".
 """
 import numpy as np
 
+from .. import fast as fast_path
 from ..backend import device_of, get_array_module, to_device, to_numpy
-from ..layers import MaskedConv2d, channel_groups, sigmoid_nll, softmax_nll
+from ..layers import MaskedConv2d, channel_groups, losses as paper_losses
+from ..layers.residual import rectify, rectify_array
 from ..nn import Module, ModuleList
-from ..ops import concat, relu
+from ..ops import concat
 from ..tensor import Tensor
 
 
@@ -49,19 +63,37 @@ def check_images(images, channels, levels):
     return images
 
 
+def check_config(channels, levels, h, layers, out_hidden):
+    """Raise ValueError for sizes no model can have."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey/binary) or 3 (RGB), got {channels!r}")
+    for name, value in (("levels", levels), ("h", h), ("layers", layers),
+                        ("out_hidden", out_hidden)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    for name, value in (("h", h), ("layers", layers), ("out_hidden", out_hidden)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if channels == 3:
+        for name, value in (("h", h), ("out_hidden", out_hidden)):
+            if value < 3:
+                raise ValueError(f"an RGB model needs {name} >= 3 so that each colour group "
+                                 f"(R, G, B) has a feature map; got {name}={value}")
+
+
 class PixelModel(Module):
     """Base of PixelCNN, RowLSTM and DiagonalBiLSTM; subclasses give `make_layer`."""
     name = None
 
     def __init__(self, channels=1, levels=2, h=16, layers=7, out_hidden=32, seed=0,
-                 dtype=np.float32):
+                 dtype=np.float32, fast=True, relu_slope=0.0):
         super().__init__()
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grey/binary) or 3 (RGB), got {channels}")
-        if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
+        check_config(channels, levels, h, layers, out_hidden)
         self.config = dict(model=self.name, channels=channels, levels=levels, h=h, layers=layers,
                            out_hidden=out_hidden, seed=seed, dtype=np.dtype(dtype).name)
+        self.fast, self.relu_slope = bool(fast), float(relu_slope)
         rng = np.random.default_rng(seed)
         self.channels, self.levels = channels, levels
         self.values = 1 if levels == 2 else levels            # logits per sub-pixel
@@ -73,7 +105,21 @@ class PixelModel(Module):
         self.out_hidden = MaskedConv2d("B", gout, gout, 1, rng=rng, dtype=dtype)
         self.out_logits = MaskedConv2d("B", channel_groups(channels * self.values, channels), gout,
                                        1, rng=rng, dtype=dtype)
-        self.act = relu     # swapped for a leaky ReLU by causality.probe_activation
+        self.losses = fast_path.losses if self.fast else paper_losses
+
+    def variant(self, **changes):
+        """A new model of this one's kind and config, its parameters copied, with `changes`
+        to the constructor's arguments (e.g. fast=False, relu_slope=0.1, dtype=float64)."""
+        args = {k: v for k, v in self.config.items() if k != "model"}
+        args.update(fast=self.fast, relu_slope=self.relu_slope)
+        args.update(changes)
+        twin = type(self)(**args)
+        twin.load_state_dict({k: v.astype(twin.dtype) for k, v in self.state_dict().items()})
+        return twin.to(self.device)
+
+    def act(self, x):
+        """The head's ReLU (leaky with relu_slope > 0)."""
+        return rectify(x, self.relu_slope)
 
     def make_layer(self, h, colours, rng, dtype):
         raise NotImplementedError
@@ -87,33 +133,46 @@ class PixelModel(Module):
         x = images.astype(self.dtype) * self.dtype.type(2.0 / (self.levels - 1)) - 1
         return Tensor(x)
 
-    def forward(self, images):
+    def forward(self, images, trace=None):
         """Logits for integer images: (N, C, H, W) if binary, else (N, levels, C, H, W)."""
-        return self.logits_from_scaled(self.scale(images))
+        return self.logits_from_scaled(self.scale(images), trace)
 
-    def layer_outputs(self, x):
-        """The first layer's and every layer's output (N, 2h, H, W) for scaled input x."""
-        outs = [self.first(x)]
-        for layer in self.layers:
-            outs.append(layer(outs[-1]))
-        return outs
+    def logits_from_scaled(self, x, trace=None):
+        """Logits from the scaled float input x (N, C, H, W): differentiable in x.
 
-    def logits_from_scaled(self, x):
-        """Logits from the scaled float input x (N, C, H, W): differentiable in x."""
-        outs = self.layer_outputs(x)
-        s = self.skip(concat(outs[1:], axis=1))
-        z = self.out_logits(self.act(self.out_hidden(self.act(s))))
+        trace: a dict to record the intermediates in (see the module docstring)."""
+        trace = {} if trace is None else trace
+        x = trace["layer/0"] = self.first(x)
+        outs = []
+        for i, layer in enumerate(self.layers, start=1):
+            inner = {}
+            x = trace[f"layer/{i}"] = layer(x, trace=inner)
+            outs.append(x)
+            if "hidden" in inner:
+                trace[f"hidden/{i}"] = inner["hidden"]
+        s = trace["skip"] = self.skip(concat(outs, axis=1))
+        hidden = trace["out_hidden"] = self.out_hidden(self.act(s))
+        return self.logits_layout(self.out_logits(self.act(hidden)))
+
+    def logits_layout(self, z):
+        """The last conv's maps (N, C * values, H, W) -> logits (N, C, H, W) or
+        (N, levels, C, H, W) (the last conv's channels are colour-major)."""
         if self.values == 1:
             return z
         N, _, H, W = z.shape
         return z.reshape(N, self.channels, self.values, H, W).transpose(0, 2, 1, 3, 4)
 
+    # ---- one pixel at a time (cached sampling) -------------------------------
+    def pixel_steps(self, N, H, W):
+        """The model evaluated one pixel at a time from cached earlier pixels: ModelPixels."""
+        return ModelPixels(self, N, H, W)
+
     # ---- likelihood ----------------------------------------------------------
     def nll_from_logits(self, logits, images):
         """NLL in nats per image (N,)."""
         if self.values == 1:
-            return sigmoid_nll(logits, images).sum(axis=(1, 2, 3))
-        return softmax_nll(logits, images).sum(axis=(1, 2, 3))
+            return self.losses.sigmoid_nll(logits, images).sum(axis=(1, 2, 3))
+        return self.losses.softmax_nll(logits, images).sum(axis=(1, 2, 3))
 
     def nll(self, images):
         """Negative log-likelihood of each image in nats: a Tensor (N,)."""
@@ -125,4 +184,47 @@ class PixelModel(Module):
 
     def loss(self, images):
         """Mean NLL per image in nats (the training objective)."""
+        images = check_images(images, self.channels, self.levels)
+        if images.shape[0] == 0:
+            raise ValueError(f"loss: the batch holds no images (shape {tuple(images.shape)}); "
+                             f"the mean NLL of an empty batch is undefined")
         return self.nll(images).mean()
+
+
+class ModelPixels:
+    """A model evaluated pixel by pixel, in raw arrays; ``logits(r, c)`` -> (N, C, values).
+
+    image (r, c) -> 7 x 7 mask A at (r, c) -> each layer's per-pixel step at (r, c)
+    (its ``pixel_steps``, beside its forward) -> skip and output 1 x 1 convs at (r, c).
+    Call ``begin_row(r)`` before the first pixel of row r, ``set_value`` after each
+    drawn sub-pixel. Masks guarantee every cached value read is already final."""
+
+    def __init__(self, model, N, H, W):
+        xp, dtype = model.first.weight.xp, model.dtype
+        self.model, self.xp = model, xp
+        self.first = model.first.at_pixel()
+        self.p = p = model.first.padding[0]
+        self.image = xp.zeros((N, model.channels, H + 2 * p, W + 2 * p), dtype=dtype)  # scaled
+        self.layers = [layer.pixel_steps(N, H, W) for layer in model.layers]
+        self.skip, self.hidden, self.logit = (m.at_pixel() for m in
+                                              (model.skip, model.out_hidden, model.out_logits))
+        self.scale = 2.0 / (model.levels - 1)
+
+    def set_value(self, r, c, k, values):
+        """Write drawn integer values (N,) of colour k at (r, c), scaled to [-1, 1]."""
+        self.image[:, k, r + self.p, c + self.p] = self.xp.asarray(values) * self.scale - 1
+
+    def begin_row(self, r):
+        for layer in self.layers:
+            layer.begin_row(r)
+
+    def logits(self, r, c):
+        act = lambda a: rectify_array(a, self.model.relu_slope, self.xp)  # noqa: E731
+        x = self.first.at(self.image, r, c)                               # (N, 2h)
+        outs = []
+        for layer in self.layers:
+            x = layer.at(x, r, c)
+            outs.append(x)
+        s = self.skip.vec(self.xp.concatenate(outs, axis=1))
+        z = self.logit.vec(act(self.hidden.vec(act(s))))                  # (N, C * values)
+        return z.reshape(len(z), self.model.channels, self.model.values)

@@ -1,4 +1,5 @@
 """Diagonal BiLSTM model (paper section 3.2): 7x7 mask A, then Diagonal BiLSTM layers."""
+from ..fast import FastDiagonalBiLSTMLayer
 from ..layers import DiagonalBiLSTMLayer
 from .base import PixelModel
 
@@ -7,4 +8,5 @@ class DiagonalBiLSTM(PixelModel):
     name = "diagonal"
 
     def make_layer(self, h, colours, rng, dtype):
-        return DiagonalBiLSTMLayer(h, colours, rng, dtype)
+        return (FastDiagonalBiLSTMLayer if self.fast else DiagonalBiLSTMLayer)(h, colours, rng,
+                                                                              dtype)

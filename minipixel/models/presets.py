@@ -23,14 +23,15 @@ PRESETS = {
 
 
 def build(model, **config):
-    """A model by kind ('pixelcnn', 'rowlstm', 'diagonal') and its settings."""
+    """A model by kind ('pixelcnn', 'rowlstm', 'diagonal') and its settings
+    (channels, levels, h, layers, out_hidden, seed, dtype; fast=False for the paper path)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
     return MODELS[model](**config)
 
 
 def from_preset(name, **overrides):
-    """A model from a paper preset, any setting overridden (e.g. seed, dtype)."""
+    """A model from a paper preset, any setting overridden (e.g. seed, dtype, fast=False)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = {**PRESETS[name], **overrides}

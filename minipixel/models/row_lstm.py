@@ -1,4 +1,5 @@
 """Row LSTM model (paper section 3.1): 7x7 mask A, then Row LSTM layers."""
+from ..fast import FastRowLSTMLayer
 from ..layers import RowLSTMLayer
 from .base import PixelModel
 
@@ -7,4 +8,4 @@ class RowLSTM(PixelModel):
     name = "rowlstm"
 
     def make_layer(self, h, colours, rng, dtype):
-        return RowLSTMLayer(h, colours, rng, dtype)
+        return (FastRowLSTMLayer if self.fast else RowLSTMLayer)(h, colours, rng, dtype)

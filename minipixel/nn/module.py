@@ -61,6 +61,12 @@ class Module:
         for m in self._modules.values():
             yield from m.modules()
 
+    def named_modules(self, prefix=""):
+        """(dotted name, module) of this module ("") and every submodule, in order."""
+        yield prefix.rstrip("."), self
+        for name, m in self._modules.items():
+            yield from m.named_modules(prefix + name + ".")
+
     def num_parameters(self):
         return sum(p.size for p in self.parameters())
 

@@ -65,13 +65,26 @@ def logsumexp(x, axis=-1, keepdims=False):
     return record(z, (x,), backward, "logsumexp")
 
 
+def log_softmax_array(z, axis, xp):
+    """The stable log-softmax of an array: (z - m) - log sum e^(z - m), m = max z.
+
+    The sum holds k >= 1 terms equal to 1 (the maxima) and the rest; its log is
+    taken as log1p((k - 1) + rest), exact even when the rest is below the
+    rounding of 1 (a confident prediction's NLL of e^-30 stays e^-30, not 0).
+    The one log-softmax of the project: the op below, the fused NLL of the fast
+    path and the samplers' inverse CDF all call it."""
+    shifted = z - z.max(axis=axis, keepdims=True)
+    top = shifted == 0
+    rest = xp.where(top, 0, xp.exp(shifted)).sum(axis=axis, keepdims=True)
+    ties = (top.sum(axis=axis, keepdims=True) - 1).astype(z.dtype)
+    return shifted - xp.log1p(ties + rest)
+
+
 def log_softmax(x, axis=-1):
     """z = x - logsumexp(x);  dz/dx: g - softmax * sum(g)."""
     axis = axis % x.ndim
-    xd, xp = x.data, x.xp
-    m = xd.max(axis=axis, keepdims=True)
-    shifted = xd - m
-    z = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    xp = x.xp
+    z = log_softmax_array(x.data, axis, xp)
 
     def backward(g):
         return (g - xp.exp(z) * g.sum(axis=axis, keepdims=True),)

@@ -15,49 +15,72 @@ and never drawn (its uniform is still drawn and simply unused, so the other
 pixels see the same randomness whatever is given).
 
 Samplers: ``naive.fill_naive`` runs one forward pass per sub-pixel (H*W*C
-passes). Cached samplers (paper notes section 6) register themselves in
-``CACHED_SAMPLERS`` under the model's name (``register_cached_sampler``), or
-live in a module ``minipixel.sampling.cached`` that registers them on import;
-they take the same arguments as ``fill_naive``.
+passes); ``cached.fill_cached`` evaluates the model one pixel at a time from
+cached values of earlier pixels (each layer's per-pixel step sits beside its
+forward). Both take (model, images, u, given_mask, progress).
 """
-import importlib
+import numbers
 
 import numpy as np
 
+from ..backend import to_numpy
+from .cached import fill_cached, teacher_forced_logits
 from .naive import draw_from_logits, fill_naive
 
-__all__ = ["sample", "draw_from_logits", "fill_naive", "CACHED_SAMPLERS",
-           "register_cached_sampler", "uniforms"]
-
-CACHED_SAMPLERS = {}
-
-
-def register_cached_sampler(model_name):
-    """Decorator: ``fill(model, images, u, given_mask, progress=None)`` for one model kind."""
-    def register(fn):
-        CACHED_SAMPLERS[model_name] = fn
-        return fn
-    return register
-
-
-def _cached_sampler(model):
-    if model.name not in CACHED_SAMPLERS:
-        try:
-            importlib.import_module(__name__ + ".cached")
-        except ModuleNotFoundError as e:
-            if e.name != __name__ + ".cached":
-                raise
-    fn = CACHED_SAMPLERS.get(model.name)
-    if fn is None:
-        have = sorted(CACHED_SAMPLERS) or "none yet"
-        raise NotImplementedError(f"no cached sampler for model {model.name!r} (available: "
-                                  f"{have}); use cached=False for the naive sampler")
-    return fn
+__all__ = ["sample", "draw_from_logits", "fill_naive", "fill_cached", "teacher_forced_logits",
+           "uniforms"]
 
 
 def uniforms(seed, n, C, H, W):
     """The up-front draws: float64 uniforms in [0, 1) of shape (n, C, H, W)."""
     return np.random.default_rng(seed).random((n, C, H, W))
+
+
+def _whole(name, value, least):
+    """A Python int >= least from value, or a ValueError naming what was expected."""
+    want = "a positive whole number" if least == 1 else f"a whole number >= {least}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"sample: {name} must be {want}, got {value!r} "
+                         f"({type(value).__name__})")
+    if value < least:
+        raise ValueError(f"sample: {name} must be {want}, got {value}")
+    return int(value)
+
+
+def _given_values(given, shape, levels):
+    """`given` as an integer NumPy array of `shape` in 0..levels-1, or a ValueError."""
+    what = f"sample: given must be integer images {shape} with values in 0..{levels - 1}"
+    try:
+        arr = np.asarray(to_numpy(given))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}; got {type(given).__name__} ({e})") from None
+    if arr.dtype.kind not in "iufb":
+        raise ValueError(f"{what}; got values of dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{what}; got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{what}; got NaN or infinite values")
+        if (arr != np.round(arr)).any():
+            bad = arr[arr != np.round(arr)].flat[0]
+            raise ValueError(f"{what}; got non-integer values such as {bad}")
+    if arr.size and (arr.min() < 0 or arr.max() > levels - 1):
+        raise ValueError(f"{what}; got values {arr.min()}..{arr.max()}")
+    return arr.astype(np.int64)
+
+
+def _given_mask(given_mask, shape):
+    """`given_mask` as a boolean array broadcast to `shape`, or a ValueError."""
+    arr = np.asarray(to_numpy(given_mask))
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "iu" or not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"sample: given_mask must be boolean (or 0/1), broadcastable to "
+                             f"{shape}; got dtype {arr.dtype}")
+    try:
+        return np.broadcast_to(arr.astype(bool), shape).copy()
+    except ValueError:
+        raise ValueError(f"sample: given_mask of shape {arr.shape} does not broadcast to "
+                         f"{shape}") from None
 
 
 def sample(model, n, H, W, seed=0, cached=False, given=None, given_mask=None, progress=None):
@@ -68,34 +91,25 @@ def sample(model, n, H, W, seed=0, cached=False, given=None, given_mask=None, pr
     "these pixels in every image and colour"); pixels where it is True are
     copied from ``given`` and not sampled. ``progress(done, total)`` is called
     after each sampled sub-pixel position. Runs under no_grad on the model's
-    device; the result is always on the CPU."""
+    device; the result is always on the CPU. Every argument is checked before
+    any work (ValueError saying what was expected)."""
     C, levels = model.channels, model.levels
-    n, H, W = int(n), int(H), int(W)
-    if n < 1 or H < 1 or W < 1:
-        raise ValueError(f"sample: n, H, W must be positive, got n={n}, H={H}, W={W}")
-    images = np.zeros((n, C, H, W), np.uint8 if levels <= 256 else np.int64)
+    n, H, W = _whole("n", n, 1), _whole("H", H, 1), _whole("W", W, 1)
+    seed = _whole("seed", seed, 0)
+    shape = (n, C, H, W)
+    images = np.zeros(shape, np.uint8 if levels <= 256 else np.int64)
     if given_mask is None:
         if given is not None:
             raise ValueError("sample: `given` needs a `given_mask` saying which pixels to keep")
-        mask = np.zeros((n, C, H, W), bool)
+        mask = np.zeros(shape, bool)
     else:
         if given is None:
             raise ValueError("sample: `given_mask` needs the `given` images")
-        from ..backend import to_numpy
-        given = to_numpy(given)
-        if given.shape != (n, C, H, W):
-            raise ValueError(f"sample: given must have shape {(n, C, H, W)}, got {given.shape}")
-        try:
-            mask = np.broadcast_to(np.asarray(given_mask, bool), (n, C, H, W)).copy()
-        except ValueError:
-            raise ValueError(f"sample: given_mask of shape {np.shape(given_mask)} does not "
-                             f"broadcast to {(n, C, H, W)}") from None
-        kept = given[mask]
-        if kept.size and (kept.min() < 0 or kept.max() > levels - 1):
-            raise ValueError(f"sample: given values must lie in 0..{levels - 1}")
-        images[mask] = kept
+        mask = _given_mask(given_mask, shape)
+        given = _given_values(given, shape, levels)
+        images[mask] = given[mask]
     u = uniforms(seed, n, C, H, W)
-    fill = _cached_sampler(model) if cached else fill_naive
+    fill = fill_cached if cached else fill_naive
     was_training = model.training
     model.eval()
     try:

@@ -10,6 +10,7 @@ only at rows above or on the current one.)
 import numpy as np
 
 from ..backend import to_numpy
+from ..ops.reductions import log_softmax_array
 from ..tensor import no_grad
 
 __all__ = ["fill_naive", "draw_from_logits"]
@@ -26,9 +27,7 @@ def draw_from_logits(logits, u):
     if z.ndim == 1:
         p0 = 0.5 * (1.0 + np.tanh(-0.5 * z))     # sigmoid(-z), stable for any z
         return (u >= p0).astype(np.int64)
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    cdf = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(np.exp(log_softmax_array(z, 1, np)), axis=1)
     return np.minimum((cdf <= u[:, None]).sum(axis=1), z.shape[1] - 1)
 
 

@@ -1,8 +1,12 @@
-"""The recurrence shared by the Row LSTM and the Diagonal BiLSTM, as one op.
+"""The recurrence of both LSTM layers as one op with a hand-written backward through time.
+
+The fast twin of the loops in minipixel/layers/row_lstm.py and
+diagonal_bilstm.py (a conv2d and an lstm_cell per step, the engine deriving
+the backward); equal to them, forward and backward (tested).
 
 Notation
 --------
-D directions run side by side (1; 2 for the Diagonal BiLSTM), N batch,
+D directions run side by side (1 for the Row LSTM; 2 for the Diagonal BiLSTM), N batch,
 h hidden units, G = 4h gate maps, S steps of the recurrence, L positions
 updated in parallel at each step, T taps of the state-to-state kernel.
 
@@ -25,21 +29,25 @@ the backward runs the same loop in reverse (backpropagation through time).
 
 Speed: inside the scan the arrays are laid out channel-major, (D, G, S, N, L),
 so that one step is one matrix product per direction, (G, h*T) @ (h*T, N*L),
-and all four gate activations are one tanh (lstm_cell.py).
+and all four gate activations are one tanh (cell.py).
 """
 from ..tensor import check_same, record
-from .lstm_cell import lstm_cell_backward, lstm_cell_forward
+from .cell import lstm_cell_backward, lstm_cell_forward
+
+# K_ss as offsets along the positions of the previous step (see the notation above)
+ROW_OFFSETS = (-1, 0, 1)       # Row LSTM 1 x 3: columns c-1, c, c+1 of the previous row
+DIAGONAL_OFFSETS = (-1, 0)     # Diagonal 2 x 1: rows r-1 and r of the previous skewed column
 
 
 def lstm_scan(x_gates, k_ss, h0, c0, offsets):
     """x_gates (D, N, 4h, S, L), k_ss (D, 4h, h, KH, KW) with KH*KW == len(offsets),
-    h0, c0 (D, h)  ->  hidden states (D, N, h, S, L).  Without the D axis on
-    every argument (x_gates (N, 4h, S, L), k_ss (4h, h, KH, KW), h0 (h,)) D = 1."""
+    h0, c0 (D, h)  ->  hidden states (D, N, h, S, L)."""
     check_same(x_gates, k_ss, h0, c0, op="lstm_scan")
     xp = x_gates.xp
-    single = k_ss.ndim == 4
-    xg = x_gates.data[None] if single else x_gates.data
-    K = k_ss.data[None] if single else k_ss.data
+    xg, K = x_gates.data, k_ss.data
+    if xg.ndim != 5 or K.ndim != 5:
+        raise ValueError(f"lstm_scan: x_gates (D, N, 4h, S, L) and k_ss (D, 4h, h, KH, KW) "
+                         f"expected, got {x_gates.shape} and {k_ss.shape}")
     D, N, G, S, L = xg.shape
     n, T = G // 4, len(offsets)
     if K.shape[:3] != (D, G, n) or K.shape[3] * K.shape[4] != T:
@@ -73,7 +81,7 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
     del xg                       # the backward needs the caches, not the gates
 
     def backward(g):
-        g = xp.ascontiguousarray((g[None] if single else g).transpose(0, 2, 3, 1, 4))
+        g = xp.ascontiguousarray(g.transpose(0, 2, 3, 1, 4))
         dxg = xp.empty(xg_shape, dtype=hs.dtype)
         dK = xp.zeros_like(K)
         dh_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
@@ -96,10 +104,7 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
                     dh_next[..., :o] += dtaps[:, :, t, :, -o:]
         dxg = dxg.transpose(0, 3, 1, 2, 4)                          # (D, N, G, S, L)
         dK = dK.reshape(K_shape)
-        dh0, dc0 = dh_next.sum(axis=(2, 3)), dc_next.sum(axis=(2, 3))
-        if single:
-            return dxg[0], dK[0], dh0[0], dc0[0]
-        return dxg, dK, dh0, dc0
+        return dxg, dK, dh_next.sum(axis=(2, 3)), dc_next.sum(axis=(2, 3))
 
     out = hs.transpose(0, 3, 1, 2, 4)                                 # (D, N, h, S, L)
-    return record(out[0] if single else out, (x_gates, k_ss, h0, c0), backward, "lstm_scan")
+    return record(out, (x_gates, k_ss, h0, c0), backward, "lstm_scan")

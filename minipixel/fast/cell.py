@@ -1,4 +1,7 @@
-"""The LSTM cell of both PixelRNN layers (paper eq. 3), forward and backward by hand.
+"""The LSTM cell (paper eq. 3), fused: forward and backward by hand on raw arrays.
+
+The fast twin of minipixel/layers/cell.py (which writes eq. 3 from sigmoid and
+tanh ops); equal to it, forward and backward (reference_tests/test_fast_equals_paper.py).
 
 Notation
 --------
@@ -21,6 +24,7 @@ All four activations come from one tanh, since sigmoid(x) = (1 + tanh(x/2)) / 2:
                   = act (1 - act) for i, f, o;  1 - g^2 for g
 so the backward needs only `act`, not the pre-activations.
 """
+from ..backend import get_array_module
 from ..tensor import check_same, record
 
 
@@ -81,3 +85,9 @@ def lstm_cell(pre, c_prev):
         return lstm_cell_backward(g[:, :n], g[:, n:], cache, xp)
     hc = record(xp.concatenate([h, c], axis=1), (pre, c_prev), backward, "lstm_cell")
     return hc[:, :n], hc[:, n:]
+
+
+def lstm_cell_arrays(pre, c_prev):
+    """The fused cell on raw arrays, no graph (the cached samplers' per-pixel steps)."""
+    h, c, _ = lstm_cell_forward(pre, c_prev, get_array_module(pre))
+    return h, c

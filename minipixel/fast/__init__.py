@@ -1,0 +1,24 @@
+"""The fast path: fused twins of the paper path's pieces, each tested equal to its twin.
+
+The paper path (minipixel/layers/) writes each layer from engine ops as the
+paper does and lets the engine derive every backward. This package holds the
+same computations fused for speed, with hand-written backwards:
+
+    cell.py     the LSTM cell, all four gates from one tanh
+    scan.py     the recurrence as one op, backpropagation through time by hand
+    layers.py   FastRowLSTMLayer, FastDiagonalLSTM, FastDiagonalBiLSTMLayer
+                (both directions in one scan)
+    losses.py   softmax and Bernoulli NLL with their gradients by hand
+
+Models use it by default (``fast=True``); ``fast=False`` (or the CLI's
+``--paper-path``) runs the paper path. Forward and every gradient of each
+piece equal its paper twin in float64 at 1e-12
+(reference_tests/test_fast_equals_paper.py).
+"""
+from .cell import lstm_cell
+from .layers import FastDiagonalBiLSTMLayer, FastDiagonalLSTM, FastRowLSTMLayer
+from .losses import sigmoid_nll, softmax_nll
+from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS, lstm_scan
+
+__all__ = ["lstm_cell", "lstm_scan", "ROW_OFFSETS", "DIAGONAL_OFFSETS", "FastRowLSTMLayer",
+           "FastDiagonalLSTM", "FastDiagonalBiLSTMLayer", "sigmoid_nll", "softmax_nll"]

@@ -1,0 +1,42 @@
+"""The LSTM cell of both PixelRNN layers (paper eq. 3), from engine ops.
+
+    [o, f, i, g] = [sigmoid, sigmoid, sigmoid, tanh](K_ss (*) h_{i-1} + K_is (*) x_i)
+    c_i = f . c_{i-1} + i . g
+    h_i = o . tanh(c_i)
+
+Shapes: ``pre`` (N, 4h, ...) holds the pre-activations K_is (*) x_i + K_ss (*) h_{i-1}
+as four blocks of h channels in PyTorch's gate order (i, f, g, o); ``c_prev``
+(N, h, ...); any trailing axes are positions updated in parallel. The engine
+derives the backward. The fused twin with a hand-written backward, equal to
+this one (tested), is minipixel/fast/cell.py.
+"""
+from ..ops import sigmoid, tanh
+from ..tensor import Tensor, check_same, no_grad
+
+
+def lstm_cell(pre, c_prev):
+    """pre (N, 4h, ...), c_prev (N, h, ...) -> h, c (N, h, ...)."""
+    check_same(pre, c_prev, op="lstm_cell")
+    n = c_prev.shape[1]
+    if pre.shape[1] != 4 * n:
+        raise ValueError(f"lstm_cell: pre needs 4h = {4 * n} channels, got {pre.shape[1]}")
+    i = sigmoid(pre[:, 0 * n:1 * n])          # input gate
+    f = sigmoid(pre[:, 1 * n:2 * n])          # forget gate
+    g = tanh(pre[:, 2 * n:3 * n])             # content gate: tanh (sigmoid here is a known bug)
+    o = sigmoid(pre[:, 3 * n:4 * n])          # output gate
+    c = f * c_prev + i * g
+    h = o * tanh(c)
+    return h, c
+
+
+def lstm_cell_arrays(pre, c_prev):
+    """The same cell on raw arrays, no graph (for the cached samplers' per-pixel steps)."""
+    with no_grad():
+        h, c = lstm_cell(Tensor(pre), Tensor(c_prev))
+    return h.data, c.data
+
+
+def initial_state(v, shape):
+    """A learned initial state v (h,) broadcast to shape (N, h, A, B): v[k] everywhere."""
+    N, n, A, B = shape
+    return v.reshape(1, n, 1, 1) + Tensor(v.xp.zeros(shape, dtype=v.dtype))

@@ -1,0 +1,128 @@
+"""Each fast piece (minipixel/fast/) equals its paper twin (minipixel/layers/), forward and
+every gradient, in float64 at 1e-12, over drawn sizes, colours and directions.
+
+The paper path writes eq. 3 and the layers from engine ops and lets the engine derive
+every backward; the fast path fuses them with hand-written backwards. Twins are built
+from the same seed, so they hold the same parameters; each is run forward, then
+backward from the same random upstream gradient, and the outputs, the input's gradient
+and every parameter's gradient must agree.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minipixel import Tensor, fast, layers
+from minipixel.models import build
+from minipixel.ops import flip
+from minipixel.sampling.cached import teacher_forced_logits
+
+from conftest import random_array
+
+TOL = dict(rtol=1e-12, atol=1e-12)
+sizes = dict(h=st.integers(1, 4), colours=st.sampled_from([1, 3]), N=st.integers(1, 2),
+             H=st.integers(1, 5), W=st.integers(1, 6), seed=st.integers(0, 10_000))
+
+
+def run(fn, inputs, params, seed):
+    """fn(*inputs) forward, then backward from a random upstream gradient: the outputs,
+    the inputs' gradients and the parameters' gradients, as NumPy arrays."""
+    for p in params:
+        p.grad = None
+    outs = fn(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    rng = np.random.default_rng(seed)
+    total = sum((o * Tensor(rng.uniform(0.5, 1.5, size=o.shape))).sum() for o in outs)
+    total.backward()
+    return ([o.numpy() for o in outs], [t.grad.copy() for t in inputs],
+            [np.zeros(p.shape) if p.grad is None else p.grad.copy() for p in params])
+
+
+def assert_twins(fast_fn, paper_fn, make_inputs, fast_params=(), paper_params=(), seed=0):
+    got = run(fast_fn, make_inputs(), list(fast_params), seed)
+    want = run(paper_fn, make_inputs(), list(paper_params), seed)
+    for kind, g, w in zip(("output", "input gradient", "parameter gradient"), got, want):
+        assert len(g) == len(w)
+        for a, b in zip(g, w):
+            np.testing.assert_allclose(a, b, err_msg=kind, **TOL)
+
+
+def leaves(*arrays):
+    return lambda: [Tensor(a.copy(), requires_grad=True) for a in arrays]
+
+
+@given(N=st.integers(1, 3), h=st.integers(1, 5), L=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_fused_cell_equals_paper_cell(N, h, L, seed):
+    rng = np.random.default_rng(seed)
+    pre = random_array(rng, (N, 4 * h, L), low=-4, high=4)
+    c_prev = random_array(rng, (N, h, L), low=-2, high=2)
+    assert_twins(fast.lstm_cell, layers.lstm_cell, leaves(pre, c_prev), seed=seed)
+
+
+def twins(kind, h, colours, seed):
+    """(fast, paper) layers of one kind with the same parameters."""
+    paper_cls, fast_cls = {"row": (layers.RowLSTMLayer, fast.FastRowLSTMLayer),
+                           "direction": (layers.DiagonalLSTM, fast.FastDiagonalLSTM),
+                           "bilstm": (layers.DiagonalBiLSTMLayer,
+                                      fast.FastDiagonalBiLSTMLayer)}[kind]
+    return (fast_cls(h, colours, np.random.default_rng(seed), np.float64),
+            paper_cls(h, colours, np.random.default_rng(seed), np.float64))
+
+
+@pytest.mark.parametrize("kind", ["row", "bilstm"])
+@given(**sizes)
+def test_fast_layer_equals_paper_layer(kind, h, colours, N, H, W, seed):
+    """Row LSTM and Diagonal BiLSTM layers: output (residual included), input and every
+    parameter gradient (both directions' for the BiLSTM)."""
+    fused, paper = twins(kind, h, colours, seed)
+    x = random_array(np.random.default_rng(seed + 1), (N, 2 * h, H, W))
+    assert_twins(fused, paper, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+@pytest.mark.parametrize("direction", ["left_to_right", "right_to_left"])
+@given(**sizes)
+def test_fast_diagonal_direction_equals_paper(direction, h, colours, N, H, W, seed):
+    """One direction of the Diagonal BiLSTM (skew, scan over columns, unskew); the
+    right-to-left one runs on the input flipped left-right and is flipped back."""
+    fused, paper = twins("direction", h, colours, seed)
+    x = random_array(np.random.default_rng(seed + 1), (N, 2 * h, H, W))
+    if direction == "right_to_left":
+        fused_fn, paper_fn = (lambda t: flip(fused(flip(t, 3)), 3)), \
+            (lambda t: flip(paper(flip(t, 3)), 3))
+    else:
+        fused_fn, paper_fn = fused, paper
+    assert_twins(fused_fn, paper_fn, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+@given(N=st.integers(1, 2), K=st.integers(2, 6), rest=st.sampled_from([(), (3,), (2, 2, 3)]),
+       scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 10_000))
+def test_fused_losses_equal_log_softmax_losses(N, K, rest, scale, seed):
+    rng = np.random.default_rng(seed)
+    z = random_array(rng, (N, K) + rest, low=-scale, high=scale)
+    tgt = rng.integers(0, K, size=(N,) + rest)
+    assert_twins(lambda t: fast.softmax_nll(t, tgt), lambda t: layers.softmax_nll(t, tgt),
+                 leaves(z), seed=seed)
+    bits = rng.integers(0, 2, size=(N, K) + rest)
+    assert_twins(lambda t: fast.sigmoid_nll(t, bits), lambda t: layers.sigmoid_nll(t, bits),
+                 leaves(z), seed=seed)
+
+
+@given(name=st.sampled_from(["pixelcnn", "rowlstm", "diagonal"]),
+       cl=st.sampled_from([(1, 2), (3, 4), (1, 5)]), layers_=st.integers(1, 2),
+       H=st.integers(1, 4), W=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_fast_model_equals_paper_model(name, cl, layers_, H, W, seed):
+    """Whole models: the NLL of a batch, the scaled input's and every parameter's gradient;
+    and the cached per-pixel steps give the paper path's logits too."""
+    colours, levels = cl
+    fused = build(name, channels=colours, levels=levels, h=3, layers=layers_, out_hidden=4,
+                  seed=seed, dtype=np.float64)
+    paper = fused.variant(fast=False)
+    assert paper.fast is False and fused.fast is True
+    images = np.random.default_rng(seed).integers(0, levels, size=(2, colours, H, W))
+    x = fused.scale(images).numpy()
+
+    def nll(model):
+        return lambda t: model.nll_from_logits(model.logits_from_scaled(t), images)
+    assert_twins(nll(fused), nll(paper), leaves(x), fused.parameters(), paper.parameters(), seed)
+    np.testing.assert_allclose(teacher_forced_logits(paper, images),
+                               teacher_forced_logits(fused, images), **TOL)
