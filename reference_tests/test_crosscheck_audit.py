@@ -4,7 +4,8 @@ import pytest
 
 from minipixel.causality import dependency_map, probe_activation
 from minipixel.crosscheck.adapters import model_fn, tiny
-from minipixel.crosscheck.audit import AuditError, audit, audit_main
+from minipixel.crosscheck.audit import AuditError, audit
+from minipixel.crosscheck.audit_cli import audit_main
 from minipixel.layers.conv import MaskedConv2d
 from minipixel.models import build
 from minipixel.ops.conv import kept_taps
