@@ -16,6 +16,7 @@ Layouts of the logits, for images (N, C, H, W) and V values per sub-pixel:
                                  cross-entropy layout)
     nhwc   (N, H, W, C)          one logit per sub-pixel (JAX, TensorFlow)
            (N, H, W, C, V)       V logits per sub-pixel
+           (N, H, W, V)          V logits, one-colour images only
 """
 import contextlib
 import sys
@@ -29,7 +30,7 @@ from ..tensor import no_grad
 
 LAYOUTS = {
     "nchw": "(N, C, H, W), (N, levels, C, H, W), or (N, levels, H, W) when C == 1",
-    "nhwc": "(N, H, W, C) or (N, H, W, C, levels)",
+    "nhwc": "(N, H, W, C), (N, H, W, C, levels), or (N, H, W, levels) when C == 1",
 }
 
 
@@ -68,6 +69,8 @@ def as_logits(out, N, C, H, W, layout="nchw"):
             x = out.transpose(0, 3, 1, 2)[:, None]
         elif out.ndim == 5 and shape[:4] == (N, H, W, C):
             x = out.transpose(0, 4, 3, 1, 2)
+        elif out.ndim == 4 and C == 1 and shape[:3] == (N, H, W):
+            x = out.transpose(0, 3, 1, 2)[:, :, None]
     else:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if x is None:

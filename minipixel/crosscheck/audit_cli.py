@@ -51,10 +51,10 @@ class UserCodeError(Exception):
 
 
 def _import(module_name):
-    """Import a module by name; the current directory is searched after installed modules."""
+    """Import a module by name; the current directory is searched after installed modules
+    (`python -m` puts it first: it moves to the end)."""
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)] + [cwd]
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
