@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip insta
                                             "(the [crosscheck] extra)")
 
 pytestmark = pytest.mark.crosscheck
+torch.set_num_threads(1)          # tiny convolutions: threads only add waiting on 2 busy cores
 
 from minipixel.crosscheck.adapters import torch_fn  # noqa: E402
 from minipixel.crosscheck.audit import audit  # noqa: E402

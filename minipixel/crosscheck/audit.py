@@ -53,7 +53,7 @@ from .adapters import as_logits
 from .fields import expected_field, pixelcnn_blind_spot
 
 DEFAULT_TOL = {"float64": 0.0, "float32": 1e-6, "float16": 1e-3, "bfloat16": 1e-2}
-DEFAULT_BASES = 4
+DEFAULT_BASES = 8
 DEFAULT_BATCH = 4                 # images per call in the isolated design
 COLOUR = "RGB"
 
