@@ -44,7 +44,8 @@ def colour_mask(kind, oc, ic, kh, kw, colours):
         return m
     m[:, :, kh // 2 + 1:] = 0
     m[:, :, kh // 2, kw // 2 + 1:] = 0
-    m[:, :, kh // 2, kw // 2] = (ig[None] < og[:, None]) if kind == "A" else (ig[None] <= og[:, None])
+    sees = (ig[None] < og[:, None]) if kind == "A" else (ig[None] <= og[:, None])
+    m[:, :, kh // 2, kw // 2] = sees
     return m
 
 

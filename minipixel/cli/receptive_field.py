@@ -22,7 +22,8 @@ TITLES = {"pixelcnn": "PixelCNN", "rowlstm": "Row LSTM", "diagonal": "Diagonal B
 def add_parser(sub):
     p = sub.add_parser("receptive-field", help="PNG of the three models' receptive fields",
                        description=__doc__, formatter_class=HelpFormatter,
-                       epilog="example:\n  minipixel receptive-field --out docs/receptive_field.png")
+                       epilog="example:\n"
+                              "  minipixel receptive-field --out docs/receptive_field.png")
     p.add_argument("--size", type=int, default=16, help="image size S x S (default %(default)s)")
     p.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"), default=None,
                    help="the output pixel (default: row S-4, column S//3)")

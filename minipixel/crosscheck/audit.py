@@ -169,7 +169,8 @@ class AuditReport:
 
     @property
     def coverage(self):
-        """(C, H, W): fraction of each output's allowed context that moves it (1 if none allowed)."""
+        """(C, H, W): fraction of each output's allowed context that moves it (1 if none
+        allowed)."""
         C, H, W = self.shape
         allowed = self.allowed.reshape(C, H, W, -1).sum(-1)
         reached = (self.dep & self.allowed).reshape(C, H, W, -1).sum(-1)
@@ -227,12 +228,14 @@ class AuditReport:
             return None
         frac = self.leak_map.sum() / n_future
         if frac >= 0.9 and self.total_coverage >= 0.9:
-            return (f"(nearly) every output depends on every input ({100 * frac:.0f}% of the future, "
+            return (f"(nearly) every output depends on every input ({100 * frac:.0f}% of the "
+                    f"future, "
                     f"{100 * self.total_coverage:.0f}% of the context): a global coupling, "
                     f"such as statistics pooled over the image (BatchNorm in training mode) "
                     f"or an unmasked global layer")
         if frac >= 0.9:
-            return f"(nearly) every output depends on every later input ({100 * frac:.0f}% of the future)"
+            return (f"(nearly) every output depends on every later input ({100 * frac:.0f}% of "
+                    f"the future)")
         return None
 
     # ---- the paper's field -----------------------------------------------------------

@@ -25,7 +25,6 @@ report gives the first diverging element in raster order: image, row,
 column, colour (a feature channel's colour group, masks.py), then channel or
 value; and the first array of the forward pass that diverges.
 """
-import argparse
 import json
 import math
 import sys
@@ -171,7 +170,8 @@ class CompareReport:
     __str__ = format
 
     def to_dict(self):
-        return {"passed": self.passed, "first_diverging": getattr(self.first_diverging, "key", None),
+        return {"passed": self.passed,
+                "first_diverging": getattr(self.first_diverging, "key", None),
                 "results": [{k: (list(v) if isinstance(v, tuple) else v)
                              for k, v in r.__dict__.items()} for r in self.results],
                 "not_compared": self.not_compared}
@@ -300,7 +300,8 @@ def compare(ref, theirs, rtol=None, atol=0.0, allow_nan=False):
                 if theirs.config.get(k, ref.config.get(k)) != ref.config.get(k)}
         if diff:
             report.results.append(ArrayResult("config", (), ("json", "json"), passed=False,
-                                              max_rel=math.inf, numeric=False, note=f"config differs (ref, theirs): {diff}"))
+                                              max_rel=math.inf, numeric=False,
+                                              note=f"config differs (ref, theirs): {diff}"))
     for key in sorted(theirs.arrays, key=lambda k: (_order(k), k)):
         if key not in ref.arrays:
             a = theirs.arrays[key]
