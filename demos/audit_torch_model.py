@@ -164,6 +164,7 @@ def run(name, png_dir=None, max_lines=8):
 
 
 def main(argv=None):
+    torch.set_num_threads(1)               # many tiny calls: threads only add waiting
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--png-dir", help="write a dependency map per model here")
     ap.add_argument("--models", nargs="+", choices=sorted(CASES), default=list(CASES))

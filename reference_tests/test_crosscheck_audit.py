@@ -141,6 +141,7 @@ def test_faint_changes_are_reported_and_tol_zero_finds_them():
     text = report.format()
     assert "1 pairs OUTSIDE the context (possible leaks smaller than the threshold)" in text
     assert "--tol 0, float64 logits, or more --bases" in text
+    assert "result: PASS at threshold" in text and "1 pair(s) outside the context" in text
     strict = audit(fn, 3, 4, H=5, W=5, bases=1, tol=0)
     assert strict.leaks == [((1, 1, 1), (0, 3, 0))]
 

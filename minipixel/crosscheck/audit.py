@@ -319,10 +319,17 @@ class AuditReport:
                          f"(counted as moved)")
         if self.expect:
             lines += self.expect_lines(max_lines)
-        if self.passed:
+        faint_out, faint_size = self.faint(False)
+        if self.passed and faint_out:
+            lines.append(f"result: PASS at threshold {self.threshold:.3g}, but {faint_out} "
+                         f"pair(s) outside the context moved by less (largest {faint_size:.3g} "
+                         f"relative): rerun with --tol 0 or in float64 to tell rounding from "
+                         f"a small leak")
+        elif self.passed:
             lines.append("result: PASS")
         else:
-            why = [f"{len(self.leaks)} leaks"] if self.leak_map.any() else []
+            n = len(self.leaks)
+            why = [f"{n} leak{'s' if n > 1 else ''}"] if n else []
             why += ["batch coupling"] if self.coupled else []
             lines.append(f"result: FAIL ({', '.join(why)})")
         return "\n".join(lines)
