@@ -189,6 +189,8 @@ def test_bad_outputs_raise():
         audit(lambda im: im[:, :1], 3, 4, H=3, W=3)
     with pytest.raises(AuditError, match="non-finite"):
         audit(lambda im: np.full(im.shape, np.nan), 1, 2, H=3, W=3)
+    with pytest.raises(AuditError, match="returned a tuple that is not an array"):
+        audit(lambda im: (np.zeros(im.shape), "state"), 1, 2, H=3, W=3)
     with pytest.raises(FunctionRaised, match="ZeroDivisionError"):
         audit(lambda im: 1 / 0, 1, 2, H=3, W=3)
     for bad in (dict(batch=0), dict(batch=-1), dict(batch=2, per_image=True), dict(bases=0),

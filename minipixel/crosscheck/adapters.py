@@ -54,7 +54,11 @@ def to_array(out):
 
 def as_logits(out, N, C, H, W, layout="nchw"):
     """fn's result for N images (N, C, H, W) -> ((N, V, C, H, W) float64, its dtype name)."""
-    out = to_array(out)
+    try:
+        out = to_array(out)
+    except (ValueError, TypeError) as e:
+        raise LayoutError(f"the function returned a {type(out).__name__} that is not an array "
+                          f"of logits ({e})") from None
     shape = out.shape
     x = None
     if layout == "nchw":

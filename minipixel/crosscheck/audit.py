@@ -288,7 +288,7 @@ class AuditReport:
                  f"base image(s); {self.design} design, {self.images} images in {self.calls} "
                  f"call(s) of at most {self.batch}",
                  f"  logits came in {self.dtype}" + (f" ({self.dtype_note})" if self.dtype_note
-                                                     else "")
+                                                     else self._dtype_hint())
                  + f"; a logit moved when it changed by more than {self.threshold:.3g} "
                    f"(max |logit| {self.scale:.3g})"]
         if self.noise_floor or self.nondeterminism:
@@ -335,6 +335,11 @@ class AuditReport:
         return "\n".join(lines)
 
     __str__ = format
+
+    def _dtype_hint(self):
+        if self.dtype in ("float64", None) or np.dtype(self.dtype).kind != "f":
+            return ""
+        return " (float64 gives the sharpest audit: return float64 logits if the model allows)"
 
     def _coupling_lines(self):
         C, H, W = self.shape
@@ -400,7 +405,8 @@ class AuditReport:
         rows = [" ".join("".join(chars[:, y, x]) for x in range(W)) for y in range(H)]
         legend = "@ output  # reached  o context not reached  . future  ! leak"
         if self.expect:
-            legend += f"  x {self.expect} reaches, this does not  + this reaches, {self.expect} not"
+            legend += (f"\nx {self.expect} reaches it, this function does not  "
+                       f"+ this function reaches it, {self.expect} does not")
         return "\n".join([f"field of output {where(k, r, c, C)}:"] + rows + [legend])
 
     def to_dict(self):
@@ -462,7 +468,7 @@ class _Evaluator:
             raise FunctionRaised(f"the audited function raised {type(e).__name__}: {e}") from e
         try:
             logits, self.dtype = as_logits(out, len(images), *self.shape, self.layout)
-        except ValueError as e:
+        except ValueError as e:                    # not an array of numbers in a layout
             raise AuditError(str(e)) from None
         return logits
 
