@@ -229,7 +229,7 @@ def test_expect_names_the_pixels_where_fields_differ():
     text = report.format()
     assert report.passed and "the paper's rowlstm (1 layer) reaches" in text
     # PixelCNN of 1 block sees 4 rows up and 3 + d columns right; the Row LSTM every row
-    # above and 2 + d columns right (section 7 of the notes in fields.py)
+    # above and 2 + d columns right (the fields of fields.py)
     assert ("output (row 5, column 0, colour 0) misses row 2 column 5; row 1 column 5; "
             "row 0 columns 0-5") in text
     shown = report.show(0, 5, 0)

@@ -1,4 +1,4 @@
-"""Cross-checks against other implementations (issue 5).
+"""Cross-checks against other implementations.
 
     reference.py   reference files: params, masks, images, every output and gradient (the format)
     compare.py     compare two reference files array by array; first diverging layer and position
