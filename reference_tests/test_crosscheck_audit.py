@@ -199,6 +199,13 @@ def test_bad_outputs_raise():
             audit(causal_rgb, 3, 4, H=3, W=3, **bad)
 
 
+def test_a_function_that_ignores_its_input_fails():
+    report = audit(lambda im: np.ones(im.shape), 1, 2, H=3, W=3, bases=1)
+    assert not report.passed and report.saw_nothing and not report.leaks
+    assert "nothing was tested" in report.format()
+    assert audit(lambda im: np.ones(im.shape), 1, 2, H=1, W=1, bases=1).passed   # no context
+
+
 def test_a_report_that_evaluated_nothing_fails():
     report = audit(lambda im: causal_rgb(im, leak=False), 3, 4, H=3, W=3, bases=1)
     report.images = 0
@@ -394,13 +401,14 @@ def test_the_current_directory_does_not_shadow_installed_modules(tmp_path):
     (tmp_path / "colorsys.py").write_text("raise RuntimeError('shadowed!')\n")
     (tmp_path / "here_factory.py").write_text(
         "import colorsys\nimport numpy as np\n\ndef make():\n"
-        "    fn = lambda im: np.zeros(im.shape)\n    fn.channels, fn.levels = 1, 2\n"
+        "    fn = lambda im: np.pad(im, ((0, 0), (0, 0), (0, 0), (1, 0)))[..., :-1] * 1.0\n"
+        "    fn.channels, fn.levels = 1, 2\n"
         "    return fn\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     run = subprocess.run([sys.executable, "-m", "minipixel", "audit", "here_factory:make",
                           *SMALL], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "result: PASS" in run.stdout and "coverage of the causal context: 0.0%" in run.stdout
+    assert "result: PASS" in run.stdout and "lowest 0.0% at output (row 1, column 0" in run.stdout
 
 
 def test_audit_a_checkpoint(tmp_path, capsys):

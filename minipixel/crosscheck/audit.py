@@ -164,8 +164,14 @@ class AuditReport:
         return self.coupling is not None and bool((self.coupling > self.threshold).any())
 
     @property
+    def saw_nothing(self):
+        """No output moved with any input although there is context: nothing was tested."""
+        return not self.dep.any() and bool(self.allowed.any())
+
+    @property
     def passed(self):
-        return self.images > 0 and not self.leak_map.any() and not self.coupled
+        return (self.images > 0 and not self.saw_nothing and not self.leak_map.any()
+                and not self.coupled)
 
     @property
     def coverage(self):
@@ -331,6 +337,8 @@ class AuditReport:
             n = len(self.leaks)
             why = [f"{n} leak{'s' if n > 1 else ''}"] if n else []
             why += ["batch coupling"] if self.coupled else []
+            why += ["no output moved with any input: nothing was tested; does the function "
+                    "use its input?"] if self.saw_nothing else []
             lines.append(f"result: FAIL ({', '.join(why)})")
         return "\n".join(lines)
 

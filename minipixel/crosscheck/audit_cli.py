@@ -9,7 +9,8 @@ FACTORY(**kwargs) returns a function (NumPy int64 images -> logits) or a torch.n
 (called with an int64 tensor, kept in its train/eval mode, converted to float64 when it
 allows unless --native-dtype).
 
-Exit status: 0 pass, 1 leaks or batch coupling found (or coverage under --min-coverage),
+Exit status: 0 pass, 1 leaks or batch coupling found (or coverage under --min-coverage,
+or no output moved with any input: nothing was tested),
 2 bad usage or input (a bad target, bad logits, a nondeterministic function),
 3 the audited code raised (its traceback is shown).
 """
