@@ -19,19 +19,21 @@ Two designs:
       two calls is the image of interest alone, so every change of its logits
       comes from its own pixels, whether through the wiring or through
       statistics pooled over the batch (BatchNorm in training mode leaks
-      this way, at any batch size including 1). Cost: 1 + C*H*W calls of
-      `batch` images per base.
+      this way, at any batch size including 1). Cost per base: 1 + C*H*W calls
+      of `batch` images, and 3 for the coupling check below.
   per-image (opt-in, the fast path for models known to treat each image on
       its own)  a call holds the base, up to `batch - 2` perturbed copies and
       the base again; the two base copies give the noise floor of the batch
       position. Batch statistics cancel in this design, so it only suits
-      per-image models. Cost: C*H*W + 2 images per base in few calls.
+      per-image models. Cost per base: C*H*W + 2 images in few calls, and 4
+      calls for the base and the coupling check.
 
 Both designs then check batch coupling directly: the base is evaluated
 beside other companion images, first and last in its call, and any move of
 its logits is batch coupling (its own finding, with its size). Both evaluate
-one call twice: a function whose output changes with no change of input is
-an error (NondeterministicError), never a pass.
+one call twice (one more call): a function whose output changes with no
+change of input is an error (NondeterministicError), never a pass. A function
+whose outputs move with no input fails too: nothing was tested.
 
 Threshold: tol * max|base logits|, tol by the logits' dtype (DEFAULT_TOL: 0 for
 float64, any change counts), raised to 4 times the noise floor when there is
