@@ -187,7 +187,9 @@ def build_parser():
                          + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOL.items()) + ")")
     ap.add_argument("--batch", type=int_at_least(1),
                     help=f"images per call (default {DEFAULT_BATCH}: the image and "
-                         f"{DEFAULT_BATCH - 1} fixed companions; with --per-image, all)")
+                         f"{DEFAULT_BATCH - 1} fixed companions; give the training batch size "
+                         f"to see batch-statistics leaks at their real size; with "
+                         f"--per-image, default all)")
     ap.add_argument("--per-image", action="store_true",
                     help="fast path for models known to treat each image on its own: many "
                          "perturbed copies per call (batch statistics cancel there; batch "
