@@ -171,7 +171,8 @@ def build_parser():
         prog="minipixel audit", formatter_class=RawDescriptionHelpFormatter,
         description="Black-box causality audit of an images -> logits function: every leak "
                     "(with its size), batch coupling, coverage of the causal context, and the "
-                    "difference from the paper's receptive fields (--expect).\n" + __doc__,
+                    "difference from the paper's receptive fields (--expect).\n\n"
+                    + __doc__.split("\n", 2)[2],
         epilog=COST)
     ap.add_argument("target", help="MODULE:FACTORY, FILE.py:FACTORY or CHECKPOINT.npz")
     ap.add_argument("--kwargs", default="{}", help="JSON object passed to the factory")
