@@ -33,7 +33,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "reference_tests"))
 
-from minipixel.backend import DeviceError, check_device, to_device  # noqa: E402
+from minipixel.backend import DeviceError, check_device, cuda_module, to_device  # noqa: E402
 from minipixel.models import build                      # noqa: E402
 from minipixel.nn import RMSProp                       # noqa: E402
 from minipixel.sampling import sample                  # noqa: E402
@@ -46,12 +46,14 @@ SETTINGS = {
                                      size=32),
 }
 DEFAULT_SETTINGS = list(SETTINGS)[:2]
+# a few seconds anywhere: checks that the script runs (--settings smoke), measures nothing
+SMOKE = {"smoke 6x6 h4 L2": dict(channels=3, levels=256, h=4, layers=2, out_hidden=8, size=6)}
 MODELS = ["pixelcnn", "rowlstm", "diagonal"]
 BATCH, LR = 16, 1e-3
 
 
 def config(model, setting):
-    s = dict(SETTINGS[setting])
+    s = dict({**SETTINGS, **SMOKE}[setting])
     size = s.pop("size")
     return dict(model=model, **s), size
 
@@ -77,8 +79,7 @@ def minipixel_step_fn(cfg, images, device="cpu"):
 def synchronize(device):
     """Wait for the GPU to finish, so a timing covers the work and not just its launch."""
     if device == "cuda":
-        import cupy
-        cupy.cuda.Device().synchronize()
+        cuda_module().cuda.Device().synchronize()
 
 
 def torch_step_fn(cfg, images, model):
@@ -170,10 +171,12 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-sampling", action="store_true")
+    ap.add_argument("--sample-size", type=int, default=None,
+                    help="sampling image size (default 28, 14 with --quick)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--settings", default="default",
-                    help="'default' (the two settings above), 'all', or 'cifar' (the paper's "
-                         "CIFAR-10 size, 12 layers, h=128)")
+                    help="'default' (the two settings above), 'all', 'cifar' (the paper's "
+                         "CIFAR-10 size, 12 layers, h=128), or 'smoke' (tiny: checks it runs)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="where minipixel runs (PyTorch always runs on the CPU)")
     ap.add_argument("--no-torch", action="store_true", help="time minipixel alone")
@@ -190,7 +193,8 @@ def main(argv=None):
     except DeviceError as e:
         sys.exit(f"benchmark: {e}")
     settings = {"default": DEFAULT_SETTINGS, "all": list(SETTINGS),
-                "cifar": [s for s in SETTINGS if s.startswith("cifar")]}[args.settings]
+                "cifar": [s for s in SETTINGS if s.startswith("cifar")],
+                "smoke": list(SMOKE)}[args.settings]
     use_torch = not args.no_torch
     if device == "cuda":        # host RSS says nothing of GPU memory
         args.no_memory = True
@@ -223,7 +227,7 @@ def main(argv=None):
                   f"{row['ratio']:6.2f} {row['bound_ms']:8.1f}ms {row['mp_over_bound']:8.1f} "
                   f"{row['torch_over_bound']:8.1f}{memtxt}", flush=True)
     if not args.no_sampling:
-        size = 14 if args.quick else 28
+        size = args.sample_size or (14 if args.quick else 28)
         print(f"\nsampling 16 images of {size}x{size} (binary, h=16, 7 layers)")
         print(f"{'model':9} {'naive':>9} {'cached':>9} {'speed-up':>8} same images")
         for model in models:

@@ -3,8 +3,15 @@
 Every op takes its array module from its inputs' data (``get_array_module``),
 so each op is written once and runs on either device. A tensor's device is
 simply where its array lives. ``MINIPIXEL_DEVICE`` (``cpu`` or ``cuda``)
-sets the default device for new parameters and tensors built from Python data.
+sets the default device for new parameters and tensors built from Python data;
+``default_device_override`` sets it for a block (the CLI's ``--device``).
+
+The array module of device 'cuda' is CuPy, imported when first needed.
+``use_cuda_module`` installs another module with CuPy's API in its place: the
+one seam through which the test suite runs every CuPy code path on a strict
+CuPy stand-in when no GPU is present. Nothing else knows about it.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -16,7 +23,34 @@ class DeviceError(RuntimeError):
     """A device was asked for that cannot be used, or devices were mixed."""
 
 
+_cuda_module = None          # what use_cuda_module installed; None: CuPy itself
+_default_override = None     # what default_device_override set; None: MINIPIXEL_DEVICE
+
+
+def use_cuda_module(module):
+    """Make `module` the array module of device 'cuda' (None: CuPy again); returns the
+    previous one, to restore it.
+
+    `module` offers CuPy's API (``asarray``, ``asnumpy``, ufuncs...), and its arrays
+    are instances of ``module.ndarray``. While one is installed, 'cuda' counts as
+    usable. The test suite installs its strict CuPy stand-in here
+    (reference_tests/cupy_standin.py)."""
+    global _cuda_module
+    previous, _cuda_module = _cuda_module, module
+    return previous
+
+
+def cuda_module():
+    """The array module of device 'cuda': CuPy, or the module use_cuda_module installed."""
+    if _cuda_module is not None:
+        return _cuda_module
+    import cupy
+    return cupy
+
+
 def _is_cupy_array(a):
+    if _cuda_module is not None:
+        return isinstance(a, _cuda_module.ndarray)
     # Checked by the type's module name, so CuPy is never imported on its own.
     return type(a).__module__.split(".")[0] == "cupy"
 
@@ -25,8 +59,7 @@ def get_array_module(*arrays):
     """numpy or cupy, from the arrays given (all must live on one device)."""
     for a in arrays:
         if _is_cupy_array(a):
-            import cupy
-            return cupy
+            return cuda_module()
     return np
 
 
@@ -36,6 +69,8 @@ def device_of(array):
 
 def cuda_unavailable_reason():
     """None when CUDA works; otherwise a sentence that says why not."""
+    if _cuda_module is not None:
+        return None
     try:
         import cupy
     except ImportError:
@@ -65,20 +100,38 @@ def check_device(device):
 
 
 def default_device():
-    """The device named by MINIPIXEL_DEVICE, 'cpu' when unset."""
+    """The device of default_device_override, else MINIPIXEL_DEVICE's, 'cpu' when unset."""
+    if _default_override is not None:
+        return _default_override
     name = os.environ.get("MINIPIXEL_DEVICE", "cpu").strip().lower() or "cpu"
     if name not in DEVICES:
         raise DeviceError(f"MINIPIXEL_DEVICE must be one of {DEVICES}, got {name!r}")
     return name
 
 
+@contextlib.contextmanager
+def default_device_override(device):
+    """Inside the block, new parameters and tensors from Python data go to `device`
+    whatever MINIPIXEL_DEVICE says (None: no change). The CLI runs a command with
+    ``--device`` inside one, so the flag alone decides where it computes."""
+    global _default_override
+    previous = _default_override
+    if device is not None and device not in DEVICES:
+        raise DeviceError(f"device must be one of {DEVICES}, got {device!r}")
+    if device is not None:
+        _default_override = device
+    try:
+        yield
+    finally:
+        _default_override = previous
+
+
 def to_device(array, device):
     """Copy an array to 'cpu' (NumPy) or 'cuda' (CuPy); no copy if already there."""
     check_device(device)
     if device == "cpu":
-        return array.get() if _is_cupy_array(array) else np.asarray(array)
-    import cupy
-    return cupy.asarray(array)
+        return cuda_module().asnumpy(array) if _is_cupy_array(array) else np.asarray(array)
+    return cuda_module().asarray(array)
 
 
 def to_numpy(array):
@@ -86,10 +139,5 @@ def to_numpy(array):
 
 
 def scatter_add(target, index, values):
-    """target[index] += values, adding repeated indices (np.add.at on both)."""
-    xp = get_array_module(target)
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+    """target[index] += values, adding repeated indices (ufunc.at: NumPy, CuPy >= 12)."""
+    get_array_module(target).add.at(target, index, values)

@@ -15,17 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor
-from minipixel.backend import to_numpy
+from minipixel.backend import to_device, to_numpy
 from minipixel.layers import bits_per_dim, sigmoid_nll, softmax_nll
 
 from conftest import random_array
 
 
 def to_dev(a, device):
-    if device == "cuda":
-        import cupy
-        return cupy.asarray(a)
-    return a
+    return to_device(a, device)
 
 
 def ref_softmax_nll(z, t):

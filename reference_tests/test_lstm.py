@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor, no_grad
+from minipixel.backend import to_device
 from minipixel.layers import (DiagonalBiLSTMLayer, DiagonalLSTM, PixelCNNBlock, RowLSTMLayer,
                               lstm_cell, lstm_scan)
 from minipixel.ops import flip
@@ -29,10 +30,7 @@ OFFSETS = {"row": ((-1, 0, 1), (1, 3)), "diagonal": ((-1, 0), (2, 1))}
 
 
 def t(a, device="cpu", grad=False):
-    if device == "cuda":
-        import cupy
-        a = cupy.asarray(a)
-    return Tensor(a, requires_grad=grad)
+    return Tensor(to_device(a, device), requires_grad=grad)
 
 
 # ---- the cell --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor
+from minipixel.backend import to_device
 from minipixel.layers import shift_down, skew, unskew
 
 from conftest import random_array
@@ -18,10 +19,7 @@ shapes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 7), st.i
 
 
 def to_dev(a, device):
-    if device == "cuda":
-        import cupy
-        return cupy.asarray(a)
-    return a
+    return to_device(a, device)
 
 
 @given(shape=shapes, seed=st.integers(0, 1000))

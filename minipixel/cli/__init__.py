@@ -10,11 +10,14 @@
 
 One module per subcommand; each offers add_parser(subparsers) and run(args).
 Exit status: 0 done, 1 a check failed, 2 a usage or input error, 130 Ctrl-C.
+Each command computes where its --device says (the CPU if it has none), whatever
+MINIPIXEL_DEVICE says.
 BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/threads.py).
 """
 import argparse
 import sys
 
+from ..backend import default_device_override
 from . import complete, crosscheck, evaluate, receptive_field, sample, train
 from .common import CLIError
 from .threads import configure_blas_threads
@@ -47,7 +50,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in crosscheck.COMMANDS:
         configure_blas_threads()
-        return crosscheck.run(argv[0], argv[1:])
+        with default_device_override("cpu"):
+            return crosscheck.run(argv[0], argv[1:])
     parser = build_parser()
     names = {"train", "evaluate", "sample", "complete", "receptive-field"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
@@ -55,7 +59,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     configure_blas_threads()
     try:
-        return args.run(args)
+        # --device alone decides where a command computes (MINIPIXEL_DEVICE is for the API)
+        with default_device_override(getattr(args, "device", "cpu")):
+            return args.run(args)
     except CLIError as e:
         print(f"minipixel {args.command}: error: {e}", file=sys.stderr)
         return 2

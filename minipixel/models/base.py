@@ -18,7 +18,7 @@ they fall into the R, G, B groups like every other layer.
 """
 import numpy as np
 
-from ..backend import device_of, to_device
+from ..backend import device_of, get_array_module, to_device, to_numpy
 from ..layers import MaskedConv2d, channel_groups, sigmoid_nll, softmax_nll
 from ..nn import Module, ModuleList
 from ..ops import concat, relu
@@ -34,15 +34,18 @@ def check_images(images, channels, levels):
     if images.ndim != 4:
         raise ValueError(f"images must have 4 dimensions (N, C, H, W), got shape {tuple(images.shape)}")
     if images.dtype.kind not in "iub":
-        nan = " (and contains NaN)" if images.dtype.kind == "f" and bool(np.isnan(images).any()) else ""
+        xp = get_array_module(images)
+        nan = " (and contains NaN)" if images.dtype.kind == "f" and bool(xp.isnan(images).any()) else ""
         raise ValueError(f"images must hold integers 0..{levels - 1}, got dtype {images.dtype}{nan}; "
                          f"convert float images with e.g. (x * {levels - 1}).round().astype('uint8')")
     if images.shape[1] != channels:
         raise ValueError(f"this model takes {channels} channel(s), got images of shape "
                          f"{tuple(images.shape)} with {images.shape[1]}")
-    if images.size and (int(images.min()) < 0 or int(images.max()) > levels - 1):
-        raise ValueError(f"image values must lie in 0..{levels - 1}, got "
-                         f"{int(images.min())}..{int(images.max())}")
+    if images.size:                                # both ends in one read: one sync on a GPU
+        ends = get_array_module(images).stack([images.min(), images.max()])
+        low, high = (int(v) for v in to_numpy(ends))
+        if low < 0 or high > levels - 1:
+            raise ValueError(f"image values must lie in 0..{levels - 1}, got {low}..{high}")
     return images
 
 
@@ -115,9 +118,10 @@ class PixelModel(Module):
     def nll(self, images):
         """Negative log-likelihood of each image in nats: a Tensor (N,)."""
         images = check_images(images, self.channels, self.levels)
+        logits = self(images)          # checked again where they are: host images cost no sync
         if device_of(images) != self.device:
             images = to_device(images, self.device)
-        return self.nll_from_logits(self(images), images)
+        return self.nll_from_logits(logits, images)
 
     def loss(self, images):
         """Mean NLL per image in nats (the training objective)."""

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..backend import to_device, to_numpy
+from ..backend import get_array_module, to_device, to_numpy
 
 
 class Optimizer:
@@ -107,13 +107,19 @@ class RMSProp(Optimizer):
 
 
 def clip_grad_norm(params, max_norm):
-    """Scale all gradients so their global L2 norm is at most max_norm; returns the norm before."""
+    """Scale all gradients so their global L2 norm is at most max_norm; returns the norm before.
+
+    Worked out on the gradients' device without reading anything back (on a GPU,
+    no host synchronisation): the norm comes back as a 0-d array there (a NumPy
+    float64 on the CPU); float() reads it."""
     params = list(params)  # a generator would be used up by the norm and nothing clipped
     grads = [p.grad for p in params if p.grad is not None]
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
-    if total > max_norm:
-        scale = max_norm / (total + 1e-12)
-        for p in params:
-            if p.grad is not None:
-                p.grad = p.grad * scale
+    if not grads:
+        return 0.0
+    xp = get_array_module(grads[0])
+    total = xp.sqrt(sum((g * g).sum().astype(np.float64) for g in grads))
+    scale = xp.where(total > max_norm, max_norm / (total + 1e-12), 1.0)
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad * scale.astype(p.grad.dtype)
     return total
