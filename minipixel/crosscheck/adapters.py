@@ -19,7 +19,6 @@ Layouts of the logits, for images (N, C, H, W) and V values per sub-pixel:
            (N, H, W, V)          V logits, one-colour images only
 """
 import contextlib
-import sys
 
 import numpy as np
 
@@ -102,6 +101,7 @@ def model_fn(model, leaky=False):
 
 
 def is_torch_module(obj):
+    import sys                                   # torch only if the caller imported it
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(obj, torch.nn.Module)
 
