@@ -16,14 +16,11 @@ import numpy as np
 
 from .common import CLIError, HelpFormatter
 
-TITLES = {"pixelcnn": "PixelCNN", "rowlstm": "Row LSTM", "diagonal": "Diagonal BiLSTM"}
-
 
 def add_parser(sub):
     p = sub.add_parser("receptive-field", help="PNG of the three models' receptive fields",
                        description=__doc__, formatter_class=HelpFormatter,
-                       epilog="example:\n"
-                              "  minipixel receptive-field --out docs/receptive_field.png")
+                       epilog="example:\n  minipixel receptive-field --out docs/receptive_field.png")
     p.add_argument("--size", type=int, default=16, help="image size S x S (default %(default)s)")
     p.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"), default=None,
                    help="the output pixel (default: row S-4, column S//3)")
@@ -55,7 +52,8 @@ def run(args):
     models = [build(name, channels=1, levels=2, h=args.h, layers=args.layers, out_hidden=8,
                     seed=args.seed, dtype=np.float64) for name in args.models]
     maps = receptive_field_maps(models, S, S, pixel, seed=args.seed, leaky=not args.no_leaky)
-    titles = [f"{TITLES[name]}, {args.layers} layer{'s' if args.layers > 1 else ''}"
+    names = {"pixelcnn": "PixelCNN", "rowlstm": "Row LSTM", "diagonal": "Diagonal BiLSTM"}
+    titles = [f"{names[name]}, {args.layers} layer{'s' if args.layers > 1 else ''}"
               for name in args.models]
     write_png(args.out, receptive_field_figure(maps, scale=args.scale, titles=titles))
     if not args.quiet:
