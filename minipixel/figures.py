@@ -6,10 +6,12 @@ in 0..levels-1.
 """
 import numpy as np
 
+from .font import draw_text, text_size
 from .png import grid, to_display, upscale
 
 __all__ = ["samples_figure", "completions_figure", "occlusion_mask", "receptive_field_maps",
-           "receptive_field_figure", "receptive_field_text", "RF_COLOURS"]
+           "receptive_field_figure", "receptive_field_text", "RF_COLOURS", "FIELD_COLOURS",
+           "field_codes", "legend", "with_legend"]
 
 OCCLUDED_GREY = 128
 
@@ -43,21 +45,63 @@ def completions_figure(originals, completions, levels, keep_rows, scale=3, pad=2
                         pad_value=90), scale)
 
 
-# ---- receptive fields -----------------------------------------------------------
-RF_COLOURS = {
-    "pixel": (220, 40, 40),          # the output pixel
-    "reached": (40, 90, 200),        # context that the pixel's logits depend on
-    "missed": (250, 190, 50),        # context they do not reach (blind spot, limited field)
+# ---- receptive fields and dependency maps: one palette ---------------------------------------
+FIELD_COLOURS = {                    # in code order: code i is the i-th entry
+    "pixel": (220, 40, 40),          # the output (sub-)pixel itself
+    "reached": (40, 90, 200),        # context that the output depends on
+    "missed": (250, 190, 50),        # context it does not reach (blind spot, limited field)
     "future": (232, 232, 232),       # not part of the context (must never be reached)
     "leak": (0, 0, 0),               # a dependency on the future: a bug
 }
+FIELD_LABELS = {"pixel": "the output", "reached": "context reached",
+                "missed": "context not reached", "future": "future (not context)",
+                "leak": "LEAK: future reached"}
+RF_COLOURS = FIELD_COLOURS           # the receptive-field figure's name for it
 RF_CHARS = {"pixel": "@", "reached": "#", "missed": "o", "future": ".", "leak": "!"}
-_CODES = ("pixel", "reached", "missed", "future", "leak")
+_CODES = tuple(FIELD_COLOURS)
+LEGEND_BG, LEGEND_INK = (255, 255, 255), (0, 0, 0)
+
+
+def field_codes(allowed, reached):
+    """Code array (0..4, see FIELD_COLOURS) from boolean context and dependency arrays:
+    1 reached context, 2 missed context, 3 future, 4 leak (the caller marks the pixel, 0)."""
+    code = np.full(np.shape(allowed), 3, np.uint8)
+    code[allowed & reached] = 1
+    code[allowed & ~reached] = 2
+    code[~allowed & reached] = 4
+    return code
+
+
+def legend(names=_CODES, scale=1):
+    """A white uint8 (h, w, 3) legend: one line per name, a colour swatch then its label."""
+    line_h = text_size("Ag", scale)[0] + 3 * scale
+    width = max(text_size(FIELD_LABELS[n], scale)[1] for n in names) + 14 * scale
+    img = np.full((line_h * len(names) + 2 * scale, width + 4 * scale, 3), LEGEND_BG, np.uint8)
+    for i, name in enumerate(names):
+        y = 2 * scale + i * line_h
+        img[y:y + 7 * scale, 2 * scale:9 * scale] = FIELD_COLOURS[name]
+        img[y:y + 7 * scale, 2 * scale] = img[y:y + 7 * scale, 9 * scale - 1] = 120  # frame
+        img[y, 2 * scale:9 * scale] = img[y + 7 * scale - 1, 2 * scale:9 * scale] = 120
+        draw_text(img, FIELD_LABELS[name], 12 * scale, y, LEGEND_INK, scale)
+    return img
+
+
+def stack_below(top, bottom, bg=LEGEND_BG):
+    """Two RGB pictures one above the other, left-aligned, padded to one width with bg."""
+    W = max(top.shape[1], bottom.shape[1])
+    pad = [np.concatenate([p, np.full((p.shape[0], W - p.shape[1], 3), bg, np.uint8)], axis=1)
+           for p in (top, bottom)]
+    return np.concatenate(pad, axis=0)
+
+
+def with_legend(img, names=_CODES, scale=1):
+    """img with the palette's legend below it."""
+    return stack_below(img, legend(names, scale))
 
 
 def receptive_field_maps(models, H, W, pixel, seed=0, leaky=True):
     """For each model, an (H, W) code map for output `pixel` = (r, c), last colour:
-    0 the pixel, 1 context reached, 2 context missed, 3 future, 4 leak (see RF_COLOURS).
+    0 the pixel, 1 context reached, 2 context missed, 3 future, 4 leak (see FIELD_COLOURS).
     An input pixel counts as reached when any of its colours moves any of the pixel's
     logits of the last colour (``causality.dependency_map``)."""
     from .causality import dependency_map
@@ -70,30 +114,38 @@ def receptive_field_maps(models, H, W, pixel, seed=0, leaky=True):
     for model in models:
         dep = dependency_map(model, H, W, seed=seed, leaky=leaky)
         reached = dep[model.channels - 1, r, c].any(axis=0)          # (H, W)
-        code = np.full((H, W), 3, np.uint8)
-        code[context & reached] = 1
-        code[context & ~reached] = 2
-        code[~context & reached] = 4
+        code = field_codes(context, reached)
         code[r, c] = 4 if (reached[r, c] and model.channels == 1) else 0
         maps.append(code)
     return maps
 
 
-def receptive_field_figure(maps, scale=14, gap=3):
-    """Code maps side by side, each cell `scale` pixels with a white grid line."""
-    palette = np.array([RF_COLOURS[k] for k in _CODES], np.uint8)
+def receptive_field_figure(maps, scale=14, gap=3, titles=None):
+    """Code maps side by side, each cell `scale` pixels with a white grid line, a title
+    above each panel (titles: one string per map) and the legend below."""
+    palette = np.array([FIELD_COLOURS[k] for k in _CODES], np.uint8)
+    text_scale = 2 if scale >= 10 else 1
     panels = []
-    for code in maps:
+    for i, code in enumerate(maps):
         img = upscale(palette[code], scale)
         img[::scale] = 255
         img[:, ::scale] = 255
+        if titles:
+            th, tw = text_size(titles[i], text_scale)
+            head = np.full((th + 2 * text_scale, max(img.shape[1], tw), 3), 255, np.uint8)
+            draw_text(head, titles[i], 0, 0, LEGEND_INK, text_scale)
+            img = stack_below(head, img, bg=(255, 255, 255))
         panels.append(img)
     H = max(p.shape[0] for p in panels)
+    panels = [np.pad(p, ((0, H - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
+              for p in panels]
     gap_px = np.full((H, gap * scale, 3), 255, np.uint8)
     row = [panels[0]]
     for p in panels[1:]:
         row += [gap_px, p]
     out = np.concatenate(row, axis=1)
+    key = np.pad(legend(_CODES, text_scale), ((scale, 0), (0, 0), (0, 0)), constant_values=255)
+    out = stack_below(out, key, bg=(255, 255, 255))
     return np.pad(out, ((scale, scale), (scale, scale), (0, 0)), constant_values=255)
 
 

@@ -108,3 +108,96 @@ def test_rtol_and_exit_codes(files, tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"junk")
     assert compare_main([str(files / "ref.npz"), str(tmp_path / "bad.npz")]) == 2
     assert "not a readable" in capsys.readouterr().err
+
+
+def exit_code(main, argv):
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def test_nan_fails_unless_both_sides_have_it_and_allow_nan(files, tmp_path, capsys):
+    ref = read_reference(files / "ref.npz")
+    logits = ref["logits"].copy()
+    logits[0, 1, 0, 2, 3] = np.nan
+    nan_ref = dict(ref.arrays, logits=logits)
+    # NaN on both sides at the same place: a failure by default, a pass with allow_nan
+    report = compare(nan_ref, {"logits": logits})
+    assert not report.passed and "non-finite values: 1 in the reference, 1 in theirs" in \
+        report.result("logits").line()
+    assert compare(nan_ref, {"logits": logits}, allow_nan=True).passed
+    # at another place, or on one side only: a failure even with allow_nan
+    moved = ref["logits"].copy()
+    moved[0, 1, 0, 2, 4] = np.nan
+    assert not compare(nan_ref, {"logits": moved}, allow_nan=True).passed
+    assert not compare(ref, {"logits": logits}, allow_nan=True).passed
+    # a NaN in a reference array the second file does not hold still fails
+    report = compare(nan_ref, {"nll": ref["nll"]}, allow_nan=True)
+    assert not report.passed and "NaN or infinite" in report.result("logits").note
+    a = save(tmp_path / "a.npz", ref, logits=logits)
+    assert compare_main([a, a]) == 1 and compare_main([a, a, "--allow-nan"]) == 0
+    capsys.readouterr()
+
+
+def test_tolerances_must_be_finite_and_positive(files, tmp_path, capsys):
+    ref = str(files / "ref.npz")
+    for bad in (["--rtol", "nan"], ["--rtol", "0"], ["--rtol", "-1"], ["--atol", "inf"],
+                ["--atol=-1e-3"], ["--rtol", "x"]):
+        assert exit_code(compare_main, [ref, ref, *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("finite number > 0" in err or "a number" in err), err
+    with pytest.raises(ValueError):
+        compare(ref, ref, rtol=float("nan"))
+    logits = read_reference(ref)["logits"]
+    shifted = save(tmp_path / "s.npz", read_reference(ref), logits=logits + 1e-3)
+    assert compare_main([ref, shifted]) == 1
+    assert compare_main([ref, shifted, "--atol", "2e-3"]) == 0
+
+
+def test_identical_files_with_string_entries_pass(files, tmp_path):
+    ref = read_reference(files / "ref.npz")
+    path = save(tmp_path / "s.npz", ref, notes=np.array("made by hand"),
+                names=np.array(["a", "b"]))
+    report = compare(path, path)
+    assert report.passed, report.format()
+    assert report.result("notes").passed and report.result("names").passed
+    other = save(tmp_path / "o.npz", ref, notes=np.array("made by machine"),
+                 names=np.array(["a", "b"]))
+    assert not compare(path, other).result("notes").passed
+
+
+def test_not_compared_separates_inputs_from_outputs(files):
+    ref = read_reference(files / "ref.npz")
+    report = compare(ref, {"logits": ref["logits"]})
+    text = report.format()
+    assert "images" in report.not_compared_inputs and "nll" in report.not_compared_outputs
+    assert not any(k.startswith("param/") for k in report.not_compared_outputs)
+    assert "inputs not repeated in the second file (fine: they are given)" in text
+    assert "outputs not in the second file (NOT compared)" in text
+
+
+def test_shape_mismatch_counts_in_the_worst_error_and_quiet_shows_the_first(files, tmp_path,
+                                                                             capsys):
+    ref = read_reference(files / "ref.npz")
+    report = compare(ref, {"logits": ref["logits"][:1], "nll": ref["nll"]})
+    assert report.worst_rel() == float("inf")
+    assert "worst relative error: inf (1 shape mismatch(es): logits)" in report.format()
+    layer1 = ref["layer/1"] + 1e-3
+    theirs = save(tmp_path / "t.npz", ref, **{"layer/1": layer1, "logits": ref["logits"] + 1})
+    assert compare_main([str(files / "ref.npz"), theirs, "--quiet"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and out[0].lstrip().startswith("FAIL  layer/1")
+    assert out[-1].startswith("result: FAIL")
+
+
+def test_reference_size_flags_are_checked(tmp_path, capsys):
+    from minipixel.cli import main
+    for flag in ("--h", "--layers", "--batch", "--height", "--width", "--out-hidden"):
+        argv = ["reference", str(tmp_path / "r.npz"), "--model", "pixelcnn", flag, "0"]
+        assert main(argv) == 2, flag
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"argument {flag}: expected an integer >= 1" in err
+    assert main(["reference", str(tmp_path / "r.npz"), "--model", "pixelcnn", "--levels",
+                 "1"]) == 2
+    assert not (tmp_path / "r.npz").exists()

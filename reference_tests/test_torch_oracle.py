@@ -93,14 +93,13 @@ def test_a_bug_in_one_side_is_located(monkeypatch, model, attr, bug, first):
 
 
 def test_demo_audits_torch_models(capsys):
+    """The demo's main: the correct PixelCNN passes, the one with mask B first fails (its
+    other models: test_crosscheck_audit_torch.py)."""
     spec = importlib.util.spec_from_file_location(
         "audit_torch_model", os.path.join(HERE, "..", "demos", "audit_torch_model.py"))
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    assert demo.main([]) == 0
+    assert demo.main(["--models", "pixelcnn", "centre-kept"]) == 0
     out = capsys.readouterr().out
-    assert "output (row 0, column 0, colour R) <- input (row 0, column 0, colour R)" in out
-    leaky = demo.run("centre-kept")
-    assert leaky.leaks == [((k, r, c), (k, r, c)) for r in range(8) for c in range(8) for k in range(3)]
-    unmasked = demo.run("unmasked-3x3")
-    assert ((0, 0, 0), (0, 1, 1)) in unmasked.leaks            # the pixel below-right
+    assert "LEAKS: 64 dependencies" in out and "every output sees the same sub-pixel" in out
+    assert "as expected: pixelcnn passes, centre-kept fails" in out

@@ -1,7 +1,9 @@
 """minipixel reference | compare | audit: the cross-check toolkit (minipixel.crosscheck).
 
 These subcommands hand their arguments to minipixel.crosscheck, which needs
-its extra dependencies: pip install -e ".[crosscheck]".
+its extra dependencies: pip install -e ".[crosscheck]". The size flags of
+`reference` are checked here first (one-line error, exit 2); `compare` and
+`audit` check their own flags (crosscheck/argtypes.py).
 """
 import importlib
 
@@ -10,7 +12,8 @@ COMMANDS = {
                   ("reference_main",), "reference"),
     "compare": ("compare this implementation with an independent one", ("compare_main",),
                 "compare"),
-    "audit": ("audit a model or checkpoint (causality, receptive fields, numbers)",
+    "audit": ("audit any images -> logits function, torch module or checkpoint: leaks and "
+              "their sizes, batch coupling, coverage, the paper's fields",
               ("audit_main",), "audit"),
 }
 
@@ -34,7 +37,25 @@ def entry_point(name):
     raise ImportError(f"minipixel.crosscheck offers no entry point for {name!r}")
 
 
+REFERENCE_SIZES = {"--h": 1, "--layers": 1, "--batch": 1, "--height": 1, "--width": 1,
+                   "--out-hidden": 1, "--levels": 2}
+
+
+def check_reference_flags(argv):
+    """One-line error text for a `reference` size flag out of range, or None."""
+    from ..crosscheck.argtypes import OneLineParser, int_at_least
+    ap = OneLineParser(prog="minipixel reference", add_help=False)
+    for flag, low in REFERENCE_SIZES.items():
+        ap.add_argument(flag, type=int_at_least(low))
+    ap.parse_known_args(argv)                  # exits 2 with a one-line error
+
+
 def run(name, argv):
+    if name == "reference":
+        try:
+            check_reference_flags(argv)
+        except SystemExit as e:
+            return int(e.code or 0)
     try:
         fn = entry_point(name)
     except ImportError as e:

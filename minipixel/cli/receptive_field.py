@@ -51,7 +51,10 @@ def run(args):
     models = [build(name, channels=1, levels=2, h=args.h, layers=args.layers, out_hidden=8,
                     seed=args.seed, dtype=np.float64) for name in args.models]
     maps = receptive_field_maps(models, S, S, pixel, seed=args.seed, leaky=not args.no_leaky)
-    write_png(args.out, receptive_field_figure(maps, scale=args.scale))
+    names = {"pixelcnn": "PixelCNN", "rowlstm": "Row LSTM", "diagonal": "Diagonal BiLSTM"}
+    titles = [f"{names[name]}, {args.layers} layer{'s' if args.layers > 1 else ''}"
+              for name in args.models]
+    write_png(args.out, receptive_field_figure(maps, scale=args.scale, titles=titles))
     if not args.quiet:
         for name, code in zip(args.models, maps):
             reached = int((code == 1).sum())

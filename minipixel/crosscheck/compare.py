@@ -9,16 +9,22 @@ the same key. Errors are relative to the reference array's scale:
     an element diverges when |theirs - ref| > rtol * scale; the array passes
     when none does (max_rel <= rtol). Integer arrays must match exactly.
 
-rtol depends on the less precise dtype of the two (RTOL below) unless given.
-Normwise, not elementwise: gradients and logits hold many near-zero entries
-whose elementwise relative error says nothing.
+rtol depends on the less precise dtype of the two (RTOL below) unless given;
+an absolute tolerance atol (default 0) can be added: an element diverges when
+|theirs - ref| > rtol * scale + atol. Normwise, not elementwise: gradients and
+logits hold many near-zero entries whose elementwise relative error says nothing.
+
+Non-finite values: a NaN or an infinity anywhere in either file is a failure
+(also in a reference array the second file does not hold), unless
+allow_nan=True and both files hold the same non-finite value at the same place.
+Arrays of strings or booleans pass when equal. A shape mismatch fails and
+counts as an infinite error.
 
 For logits and the layer outputs (layer/*, hidden/*, skip, out_hidden) the
 report gives the first diverging element in raster order: image, row,
 column, colour (a feature channel's colour group, masks.py), then channel or
 value; and the first array of the forward pass that diverges.
 """
-import argparse
 import json
 import math
 import sys
@@ -49,6 +55,11 @@ def _order(key):
     return (7,) if head == "grad" else (8,)
 
 
+def is_input(key):
+    """Keys a second implementation is given rather than computes."""
+    return key in ("images", "config") or key.partition("/")[0] in ("param", "mask")
+
+
 def is_forward(key):
     return key.partition("/")[0] in FEATURE_MAPS or key in ("logits", "nll")
 
@@ -65,13 +76,16 @@ class ArrayResult:
     n_bad: int = 0
     first: dict = None            # first diverging element: position and both values
     note: str = ""
+    numeric: bool = True          # False: no error sizes, the note says it all
 
     def line(self):
         status = "PASS" if self.passed else "FAIL"
         s = f"{status}  {self.key:<44} {str(self.shape):<18} "
-        if self.note:
+        if not self.numeric:
             return s + self.note
         s += f"max abs {self.max_abs:.3g}  rel {self.max_rel:.3g}  (rtol {self.rtol:g})"
+        if self.note:
+            s += f"; {self.note}"
         if self.first is not None:
             s += f"\n      {self.n_bad} element(s) diverge; first at {self.first['where']}: " \
                  f"ref {self.first['ref']:.10g}, theirs {self.first['theirs']:.10g}"
@@ -108,33 +122,56 @@ class CompareReport:
         rels = [r.max_rel for r in self.results if keys is None or r.key in keys]
         return max(rels, default=0.0)
 
-    def format(self, verbose=True):
-        lines = [f"compare {self.their_name} against reference {self.ref_name}",
-                 "  (errors relative to each reference array's max |value|)"]
-        for r in self.results:
-            if verbose or not r.passed:
-                lines.append("  " + r.line().replace("\n", "\n  "))
-        if self.not_compared:
-            lines.append(f"  not in the second file (not compared): {len(self.not_compared)} "
-                         f"key(s): {', '.join(self.not_compared[:8])}"
-                         f"{' ...' if len(self.not_compared) > 8 else ''}")
-        first = self.first_diverging
-        if first is not None:
-            where = f" at {first.first['where']}" if first.first else ""
-            lines.append(f"first diverging layer: {first.key}{where}")
-        n_fail = len(self.failures)
+    @property
+    def not_compared_inputs(self):
+        """Reference inputs (images, parameters, masks) the second file does not repeat."""
+        return [k for k in self.not_compared if is_input(k)]
+
+    @property
+    def not_compared_outputs(self):
+        """Reference outputs (layers, logits, nll, gradients) the second file does not hold."""
+        return [k for k in self.not_compared if not is_input(k)]
+
+    def format(self, verbose=True, first_only=False):
+        """The report; first_only: the first divergence (forward order) and the result."""
+        lines = [] if first_only else [
+            f"compare {self.their_name} against reference {self.ref_name}",
+            "  (errors relative to each reference array's max |value|)"]
+        failures = self.failures
+        shown = self.results if verbose and not first_only else failures
+        if first_only:
+            shown = [self.first_diverging or failures[0]] if failures else []
+        for r in shown:
+            lines.append("  " + r.line().replace("\n", "\n  "))
+        if not first_only:
+            for what, keys in (("inputs not repeated in the second file (fine: they are "
+                                "given)", self.not_compared_inputs),
+                               ("outputs not in the second file (NOT compared)",
+                                self.not_compared_outputs)):
+                if keys:
+                    lines.append(f"  {what}: {len(keys)} key(s): {', '.join(keys[:8])}"
+                                 f"{' ...' if len(keys) > 8 else ''}")
+            first = self.first_diverging
+            if first is not None:
+                where = f" at {first.first['where']}" if first.first else ""
+                lines.append(f"first diverging layer: {first.key}{where}")
         if not self.results:
             lines.append("result: FAIL (nothing to compare)")
-        else:
-            lines.append(f"worst relative error: {self.worst_rel():.3g}")
-            lines.append("result: PASS" if self.passed else
-                         f"result: FAIL ({n_fail} of {len(self.results)} arrays differ)")
+            return "\n".join(lines)
+        if not first_only:
+            shapes = [r.key for r in self.results if r.note.startswith("shape differs")]
+            extra = f" ({len(shapes)} shape mismatch(es): {', '.join(shapes[:4])})" \
+                if shapes else ""
+            lines.append(f"worst relative error: {self.worst_rel():.3g}{extra}")
+        lines.append("result: PASS" if self.passed else
+                     f"result: FAIL ({len(failures)} of {len(self.results)} arrays differ)")
         return "\n".join(lines)
 
     __str__ = format
 
     def to_dict(self):
-        return {"passed": self.passed, "first_diverging": getattr(self.first_diverging, "key", None),
+        return {"passed": self.passed,
+                "first_diverging": getattr(self.first_diverging, "key", None),
                 "results": [{k: (list(v) if isinstance(v, tuple) else v)
                              for k, v in r.__dict__.items()} for r in self.results],
                 "not_compared": self.not_compared}
@@ -168,13 +205,23 @@ def _first_position(key, bad, colours):
     return f"index {tuple(int(i) for i in idx)}", idx
 
 
-def compare_arrays(key, ref, theirs, rtol=None, colours=1):
+def _nonfinite(a):
+    return ~np.isfinite(a) if a.dtype.kind == "f" else np.zeros(a.shape, bool)
+
+
+def compare_arrays(key, ref, theirs, rtol=None, colours=1, atol=0.0, allow_nan=False):
     """One ArrayResult for one key."""
     res = ArrayResult(key, tuple(ref.shape), (ref.dtype.name, theirs.dtype.name))
     if ref.shape != theirs.shape:
-        res.passed, res.note = False, f"shape differs: theirs {tuple(theirs.shape)}"
+        res.passed, res.max_abs, res.max_rel, res.numeric = False, math.inf, math.inf, False
+        res.note = f"shape differs: theirs {tuple(theirs.shape)}"
         return res
     kinds = {ref.dtype.kind, theirs.dtype.kind}
+    if kinds <= set("USb") and len(kinds) == 1 and ref.dtype.kind in "US":
+        res.passed, res.numeric = bool(np.array_equal(ref, theirs)), False
+        res.note = "equal" if res.passed else "differs"
+        res.max_rel = 0.0 if res.passed else math.inf
+        return res
     if kinds <= set("iub"):
         bad = ref != theirs
         res.rtol = 0.0
@@ -191,14 +238,19 @@ def compare_arrays(key, ref, theirs, rtol=None, colours=1):
         scale = scale if scale > 0 else 1.0
         with np.errstate(invalid="ignore"):
             diff = np.abs(t64 - r64)
-        same_nonfinite = ~np.isfinite(r64) & (r64 == t64) | (np.isnan(r64) & np.isnan(t64))
-        diff = np.where(same_nonfinite, 0.0, diff)
-        diff = np.where(np.isnan(diff), np.inf, diff)
+        nonfinite = ~np.isfinite(r64) | ~np.isfinite(t64)
+        same = (r64 == t64) | (np.isnan(r64) & np.isnan(t64))
+        diff = np.where(nonfinite, np.where(allow_nan & same, 0.0, np.inf), diff)
         res.max_abs = float(diff.max()) if diff.size else 0.0
         res.max_rel = res.max_abs / scale
-        bad = diff > res.rtol * scale
+        bad = diff > res.rtol * scale + atol
+        n_ref, n_their = int((~np.isfinite(r64)).sum()), int((~np.isfinite(t64)).sum())
+        if n_ref or n_their:
+            res.note = (f"non-finite values: {n_ref} in the reference, {n_their} in theirs"
+                        + (" (same places: --allow-nan)" if not bad.any() else ""))
     else:
         res.passed, res.note = False, f"cannot compare dtypes {ref.dtype} and {theirs.dtype}"
+        res.max_rel, res.numeric = math.inf, False
         return res
     res.n_bad = int(bad.sum())
     if res.n_bad:
@@ -217,11 +269,26 @@ def _as_reference(x, strict):
     return read_reference(x, strict=strict)
 
 
-def compare(ref, theirs, rtol=None):
+def _finite_check(key, a, side):
+    """A failing ArrayResult when float array `a` (not compared) holds NaN or infinity."""
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        return ArrayResult(key, tuple(a.shape), (a.dtype.name, "-"), passed=False,
+                           max_rel=math.inf, numeric=False,
+                           note=f"{int((~np.isfinite(a)).sum())} NaN or infinite value(s) in "
+                                f"the {side} file (not compared)")
+    return None
+
+
+def compare(ref, theirs, rtol=None, atol=0.0, allow_nan=False):
     """Compare every array of `theirs` with `ref` -> CompareReport.
 
     ref, theirs: paths, Reference objects or {key: array} dicts. rtol: one
-    relative tolerance for all float arrays (default: RTOL by dtype)."""
+    relative tolerance for all float arrays (default: RTOL by dtype); atol: an
+    absolute tolerance added to it; allow_nan: NaN and infinities pass where both
+    files hold the same value at the same place (else any is a failure)."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value}")
     ref_name = ref if isinstance(ref, str) else getattr(ref, "path", None) or "<reference>"
     their_name = theirs if isinstance(theirs, str) else getattr(theirs, "path", None) or "<theirs>"
     ref, theirs = _as_reference(ref, strict=False), _as_reference(theirs, strict=False)
@@ -233,38 +300,53 @@ def compare(ref, theirs, rtol=None):
                 if theirs.config.get(k, ref.config.get(k)) != ref.config.get(k)}
         if diff:
             report.results.append(ArrayResult("config", (), ("json", "json"), passed=False,
+                                              max_rel=math.inf, numeric=False,
                                               note=f"config differs (ref, theirs): {diff}"))
     for key in sorted(theirs.arrays, key=lambda k: (_order(k), k)):
         if key not in ref.arrays:
             a = theirs.arrays[key]
             report.results.append(ArrayResult(key, tuple(a.shape), ("-", a.dtype.name),
-                                              passed=False, note="not in the reference file"))
+                                              passed=False, max_rel=math.inf, numeric=False,
+                                              note="not in the reference file"))
             continue
-        report.results.append(compare_arrays(key, ref.arrays[key], theirs.arrays[key], rtol, colours))
+        report.results.append(compare_arrays(key, ref.arrays[key], theirs.arrays[key], rtol,
+                                             colours, atol or 0.0, allow_nan))
     report.not_compared = sorted((k for k in ref.arrays if k not in theirs.arrays),
                                  key=lambda k: (_order(k), k))
+    for key in report.not_compared:
+        bad = _finite_check(key, ref.arrays[key], "reference")
+        if bad is not None:
+            report.results.append(bad)
     return report
 
 
 def compare_main(argv=None):
-    """minipixel compare REF.npz THEIRS.npz [--rtol X] [--quiet] [--json]
-    Exit 0 when every array of THEIRS matches REF, 1 when one differs, 2 on unreadable input."""
-    ap = argparse.ArgumentParser(prog="minipixel compare",
-                                 description="Compare a second implementation's arrays with a "
-                                             "reference file (format: minipixel/crosscheck/reference.py).")
+    """minipixel compare REF.npz THEIRS.npz [--rtol X] [--atol X] [--allow-nan] [--quiet]
+    [--json]. Exit 0 when every array of THEIRS matches REF, 1 when one differs, 2 on bad
+    usage or unreadable input."""
+    from .argtypes import OneLineParser, positive_float
+    ap = OneLineParser(prog="minipixel compare",
+                       description="Compare a second implementation's arrays with a reference "
+                                   "file (format: minipixel/crosscheck/reference.py).")
     ap.add_argument("reference", help="the reference .npz (e.g. written by minipixel)")
     ap.add_argument("theirs", help="the .npz to check: any subset of the reference's keys")
-    ap.add_argument("--rtol", type=float, default=None,
-                    help="relative tolerance for all float arrays (default: by dtype, "
-                         + ", ".join(f"{k} {v:g}" for k, v in RTOL.items()) + ")")
-    ap.add_argument("--quiet", action="store_true", help="print only failures and the summary")
+    ap.add_argument("--rtol", type=positive_float, default=None,
+                    help="relative tolerance for all float arrays, finite > 0 (default: by "
+                         "dtype, " + ", ".join(f"{k} {v:g}" for k, v in RTOL.items()) + ")")
+    ap.add_argument("--atol", type=positive_float, default=None,
+                    help="absolute tolerance added to rtol * scale, finite > 0 (default 0)")
+    ap.add_argument("--allow-nan", action="store_true",
+                    help="NaN / infinity pass where both files hold the same one at the same "
+                         "place (otherwise any NaN or infinity in either file fails)")
+    ap.add_argument("--quiet", action="store_true",
+                    help="print the first divergence only (and the result)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     a = ap.parse_args(argv)
     try:
-        report = compare(a.reference, a.theirs, a.rtol)
-    except (ReferenceFormatError, OSError) as e:
-        print(f"minipixel compare: {e}", file=sys.stderr)
+        report = compare(a.reference, a.theirs, a.rtol, a.atol or 0.0, a.allow_nan)
+    except (ReferenceFormatError, OSError, ValueError) as e:
+        print(f"minipixel compare: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=1, default=float) if a.json
-          else report.format(verbose=not a.quiet))
+          else report.format(first_only=a.quiet))
     return 0 if report.passed else 1
