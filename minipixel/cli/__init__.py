@@ -26,6 +26,7 @@ import argparse
 import signal
 import sys
 
+from ..argtypes import OneLineParser
 from ..backend import DeviceError, default_device_override
 from ..checkpoint import CheckpointError
 from ..interrupts import interrupts
@@ -44,16 +45,9 @@ EXPECTED_ERRORS = (CLIError, CheckpointError, DeviceError, TrainingDiverged, Run
                    MemoryError)
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, with its usage errors on one line (exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def build_parser():
     from .. import __version__
-    p = Parser(
+    p = OneLineParser(
         prog="minipixel", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="PixelRNN (Row LSTM, Diagonal BiLSTM) and PixelCNN on a tiny NumPy/CuPy "
                     "autograd engine.\nWith no arguments: the default main job, a small "

@@ -1,53 +1,15 @@
 """What the subcommands share: errors, flag types, device and dataset flags, checkpoint
 loading, output checks."""
 import argparse
-import math
 import os
 import sys
 
+from ..argtypes import POSITIVE
 from ..backend import DeviceError, check_device
-
-MAX_SEED = 2 ** 63 - 1
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
-
-
-# ---- flag types: argparse refuses a bad value before the command starts -----------
-def integer(low, high=None):
-    """An argparse type: an integer in low..high (high None: no upper bound)."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            span = f">= {low}" if high is None else f"in {low}..{high}"
-            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
-        return value
-    parse.__name__ = "integer"
-    return parse
-
-
-def number(low, *, above=False):
-    """An argparse type: a finite float >= low (> low if `above`)."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (above and value == low):
-            raise argparse.ArgumentTypeError(
-                f"expected a finite number {'>' if above else '>='} {low:g}, got {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
-
-
-POSITIVE = integer(1)
-NON_NEGATIVE = integer(0)
-SEED = integer(0, MAX_SEED)
 
 
 def check_output(path, *, directory=False, flag="--out"):

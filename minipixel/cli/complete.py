@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 
-from .common import (NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, add_dataset,
-                     add_device, check_fits, check_output, dataset_spec, default_output, device,
-                     load_data, load_model, progress_printer, spec_for_model)
+from ..argtypes import NON_NEGATIVE, POSITIVE, SEED
+from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, check_output,
+                     dataset_spec, default_output, device, load_data, load_model, progress_printer,
+                     spec_for_model)
 
 
 def add_parser(sub):

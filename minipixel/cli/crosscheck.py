@@ -43,10 +43,10 @@ REFERENCE_SIZES = {"--h": 1, "--layers": 1, "--batch": 1, "--height": 1, "--widt
 
 def check_reference_flags(argv):
     """One-line error text for a `reference` size flag out of range, or None."""
-    from ..crosscheck.argtypes import OneLineParser, int_at_least
+    from ..argtypes import OneLineParser, integer
     ap = OneLineParser(prog="minipixel reference", add_help=False)
     for flag, low in REFERENCE_SIZES.items():
-        ap.add_argument(flag, type=int_at_least(low))
+        ap.add_argument(flag, type=integer(low))
     ap.parse_known_args(argv)                  # exits 2 with a one-line error
 
 

@@ -1,9 +1,9 @@
 """minipixel evaluate: the test NLL of a checkpoint, in nats per image and bits per dimension."""
 import math
 
-from .common import (POSITIVE, CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
-                     check_fits, check_output, dataset_spec, device, load_data, load_model,
-                     spec_for_model)
+from ..argtypes import POSITIVE
+from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path, check_fits,
+                     check_output, dataset_spec, device, load_data, load_model, spec_for_model)
 
 
 def add_parser(sub):

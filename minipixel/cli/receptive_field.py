@@ -14,7 +14,8 @@ side, left to right in the order of --models:
 """
 import numpy as np
 
-from .common import NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, check_output, integer
+from ..argtypes import NON_NEGATIVE, POSITIVE, SEED, integer
+from .common import CLIError, HelpFormatter, check_output
 
 
 def add_parser(sub):

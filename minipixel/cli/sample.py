@@ -1,9 +1,9 @@
 """minipixel sample: a PNG grid of images drawn from a checkpoint (seeded)."""
 import time
 
-from .common import (POSITIVE, SEED, HelpFormatter, add_device, add_paper_path, check_output,
-                     default_output, device, image_size, load_model, progress_printer,
-                     spec_for_model)
+from ..argtypes import POSITIVE, SEED
+from .common import (HelpFormatter, add_device, add_paper_path, check_output, default_output,
+                     device, image_size, load_model, progress_printer, spec_for_model)
 
 
 def add_parser(sub):

@@ -20,9 +20,9 @@ from ..models import MODELS, PRESETS, build
 from ..nn import DEFAULT_LR, OPTIMIZERS
 from ..runlock import RunLock
 from ..training import Trainer, validate_train_state
-from .common import (NON_NEGATIVE, POSITIVE, SEED, CLIError, HelpFormatter, add_dataset,
-                     add_device, add_paper_path, check_fits, check_output, dataset_spec, device,
-                     load_data, load_model, number)
+from ..argtypes import NON_NEGATIVE, POSITIVE, SEED, number
+from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path, check_fits,
+                     check_output, dataset_spec, device, load_data, load_model)
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=12,

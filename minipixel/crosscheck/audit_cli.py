@@ -22,7 +22,7 @@ import sys
 import traceback
 
 from .adapters import LAYOUTS, checkpoint_fn, is_torch_module, torch_fn
-from .argtypes import OneLineParser, fraction, int_at_least, nonnegative_float
+from ..argtypes import OneLineParser, fraction, integer, number
 from .audit import (DEFAULT_BASES, DEFAULT_BATCH, DEFAULT_TOL, AuditError, FunctionRaised,
                     audit)
 from .fields import KINDS
@@ -176,17 +176,17 @@ def build_parser():
         epilog=COST)
     ap.add_argument("target", help="MODULE:FACTORY, FILE.py:FACTORY or CHECKPOINT.npz")
     ap.add_argument("--kwargs", default="{}", help="JSON object passed to the factory")
-    ap.add_argument("--channels", type=int_at_least(1), help="colours C (else fn.channels)")
-    ap.add_argument("--levels", type=int_at_least(2), help="values per sub-pixel (else fn.levels)")
-    ap.add_argument("--height", type=int_at_least(1), default=8, help="default %(default)s")
-    ap.add_argument("--width", type=int_at_least(1), default=8, help="default %(default)s")
-    ap.add_argument("--bases", type=int_at_least(1), default=DEFAULT_BASES,
+    ap.add_argument("--channels", type=integer(1), help="colours C (else fn.channels)")
+    ap.add_argument("--levels", type=integer(2), help="values per sub-pixel (else fn.levels)")
+    ap.add_argument("--height", type=integer(1), default=8, help="default %(default)s")
+    ap.add_argument("--width", type=integer(1), default=8, help="default %(default)s")
+    ap.add_argument("--bases", type=integer(1), default=DEFAULT_BASES,
                     help="random base images (default %(default)s; see below)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tol", type=nonnegative_float,
+    ap.add_argument("--tol", type=number(0),
                     help="change threshold relative to max |logit| (default by dtype: "
                          + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOL.items()) + ")")
-    ap.add_argument("--batch", type=int_at_least(1),
+    ap.add_argument("--batch", type=integer(1),
                     help=f"images per call (default {DEFAULT_BATCH}: the image and "
                          f"{DEFAULT_BATCH - 1} fixed companions; give the training batch size "
                          f"to see batch-statistics leaks at their real size; with "
@@ -201,11 +201,11 @@ def build_parser():
                     help="do not convert a torch module or a checkpoint to float64")
     ap.add_argument("--expect", choices=KINDS,
                     help="compare with the exact field of the paper's model of this kind")
-    ap.add_argument("--layers", type=int_at_least(1), help="its layers (pixelcnn, rowlstm)")
+    ap.add_argument("--layers", type=integer(1), help="its layers (pixelcnn, rowlstm)")
     ap.add_argument("--show", action="append", default=[], metavar="R,C[,COLOUR]",
                     help="print this output's field as text (repeatable)")
     ap.add_argument("--png", help="write the dependency map (with a legend) here")
-    ap.add_argument("--max-lines", type=int_at_least(0), default=20,
+    ap.add_argument("--max-lines", type=integer(0), default=20,
                     help="leak lines to print (default %(default)s)")
     ap.add_argument("--min-coverage", type=fraction, default=0.0,
                     help="fail unless this fraction of the causal context is reached")
@@ -245,7 +245,7 @@ def audit_main(argv=None):
         print(f"minipixel audit: {e} (traceback above)", file=err)
         return 3
     except (LoadError, AuditError, ValueError) as e:
-        print(f"minipixel audit: error: {e}", file=err)
+        print(f"minipixel audit: {e}", file=err)
         return 2
     if a.json:
         print(json.dumps(report.to_dict()))

@@ -324,16 +324,16 @@ def compare_main(argv=None):
     """minipixel compare REF.npz THEIRS.npz [--rtol X] [--atol X] [--allow-nan] [--quiet]
     [--json]. Exit 0 when every array of THEIRS matches REF, 1 when one differs, 2 on bad
     usage or unreadable input."""
-    from .argtypes import OneLineParser, positive_float
+    from ..argtypes import OneLineParser, number
     ap = OneLineParser(prog="minipixel compare",
                        description="Compare a second implementation's arrays with a reference "
                                    "file (format: minipixel/crosscheck/reference.py).")
     ap.add_argument("reference", help="the reference .npz (e.g. written by minipixel)")
     ap.add_argument("theirs", help="the .npz to check: any subset of the reference's keys")
-    ap.add_argument("--rtol", type=positive_float, default=None,
+    ap.add_argument("--rtol", type=number(0, above=True), default=None,
                     help="relative tolerance for all float arrays, finite > 0 (default: by "
                          "dtype, " + ", ".join(f"{k} {v:g}" for k, v in RTOL.items()) + ")")
-    ap.add_argument("--atol", type=positive_float, default=None,
+    ap.add_argument("--atol", type=number(0, above=True), default=None,
                     help="absolute tolerance added to rtol * scale, finite > 0 (default 0)")
     ap.add_argument("--allow-nan", action="store_true",
                     help="NaN / infinity pass where both files hold the same one at the same "
@@ -345,7 +345,7 @@ def compare_main(argv=None):
     try:
         report = compare(a.reference, a.theirs, a.rtol, a.atol or 0.0, a.allow_nan)
     except (ReferenceFormatError, OSError, ValueError) as e:
-        print(f"minipixel compare: error: {e}", file=sys.stderr)
+        print(f"minipixel compare: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=1, default=float) if a.json
           else report.format(first_only=a.quiet))

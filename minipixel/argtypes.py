@@ -1,0 +1,60 @@
+"""Command-line argument checking shared by every `minipixel` command (the CLI's and the
+cross-check toolkit's): one-line errors with exit status 2, and argparse `type`s that
+refuse a bad value before the command starts, saying what was expected and what came."""
+import argparse
+import math
+
+__all__ = ["OneLineParser", "integer", "number", "fraction", "POSITIVE", "NON_NEGATIVE", "SEED",
+           "MAX_SEED"]
+
+MAX_SEED = 2 ** 63 - 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def integer(low, high=None):
+    """An argparse type: an integer in low..high (high None: no upper bound)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low, *, above=False):
+    """An argparse type: a finite float >= low (> low if `above`)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {'>' if above else '>='} {low:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def fraction(text):
+    """An argparse type: a number in [0, 1]."""
+    value = number(0)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
+POSITIVE = integer(1)
+NON_NEGATIVE = integer(0)
+SEED = integer(0, MAX_SEED)
