@@ -35,7 +35,8 @@ def assert_same_run(a, b):
     oa, ob = a.optimizer.state_dict(), b.optimizer.state_dict()
     for k in oa:
         np.testing.assert_array_equal(oa[k], ob[k], err_msg=k)
-    strip = lambda h: [{k: v for k, v in e.items() if k != "train_time_s"} for e in h]
+    strip = lambda h: [{k: v for k, v in e.items() if k not in ("train_time_s", "train_cpu_s")}
+                       for e in h]
     assert strip(a.state["history"]) == strip(b.state["history"])
 
 

@@ -17,9 +17,12 @@ def add_device(p):
 
 def add_dataset(p, default_help="the checkpoint's dataset"):
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=("binary", "grey", "rgb"), default=None,
-                   help=f"embedded digits kind: binary (0/1), grey (256 levels) or rgb "
-                        f"(coloured digits, 256 levels per colour); default: {default_help}")
+    g.add_argument("--dataset", choices=("binary", "binary-threshold", "grey", "rgb"),
+                   default=None,
+                   help=f"embedded digits kind: binary (0/1, statically binarized: each pixel "
+                        f"drawn once from its grey level), binary-threshold (0/1, grey >= 128), "
+                        f"grey (256 levels) or rgb (coloured digits, 256 levels per colour); "
+                        f"default: {default_help}")
     g.add_argument("--mnist-dir", metavar="DIR", default=None,
                    help="use full MNIST from its IDX files in DIR (binary or grey)")
     g.add_argument("--cifar-dir", metavar="DIR", default=None,

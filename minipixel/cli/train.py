@@ -150,7 +150,7 @@ def _resumed_trainer(args, dev, log):
 
 
 def run(args):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dev = device(args.device)
     def log(*a):
         print(*a, flush=True)
@@ -195,11 +195,13 @@ def run(args):
         extra.update(samples_png=path, sample_time_s=round(time.perf_counter() - ts, 2))
         log(f"wrote {path} ({n_samples} samples, {extra['sample_time_s']:.1f} s)")
     extra["wall_time_s"] = round(time.perf_counter() - t0, 2)
+    extra["cpu_time_s"] = round(time.process_time() - c0, 2)
     trainer.write_metrics(extra)
     if metrics["test_nll_nats"] is not None:
         log(f"test NLL {metrics['test_nll_nats']:.2f} nats/image "
             f"({metrics['test_bits_per_dim']:.4f} bits/dim) after {trainer.state['epoch']} "
-            f"epoch(s), {trainer.state['global_step']} steps; wall time {extra['wall_time_s']:.0f} s")
+            f"epoch(s), {trainer.state['global_step']} steps; wall time {extra['wall_time_s']:.0f} s, "
+            f"CPU time {extra['cpu_time_s']:.0f} s")
     if metrics["status"] == "stopped":
         log(f"stopped at --max-steps {args.max_steps}: continue with "
             f"--resume {trainer.checkpoint_path}")

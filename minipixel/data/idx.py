@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .embedded import SPLITS, to_binary
+from .binarize import STATIC_SEED, static_binarize, to_binary
+from .embedded import SPLITS
 
 __all__ = ["read_idx", "write_idx", "load_mnist_idx", "load_mnist_dir", "MNIST_SPLIT_SIZES",
            "IDX_DTYPES", "MNIST_IMAGES_MAGIC", "MNIST_LABELS_MAGIC"]
@@ -36,6 +37,7 @@ _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 MNIST_IMAGES_MAGIC = 0x00000803   # 2051
 MNIST_LABELS_MAGIC = 0x00000801   # 2049
 MNIST_SPLIT_SIZES = {"train": 60000, "test": 10000}
+MNIST_KINDS = ("binary", "binary-threshold", "grey")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 
@@ -156,12 +158,15 @@ def load_mnist_dir(directory, split="train", kind="grey"):
     Looks in ``directory`` for ``train-images-idx3-ubyte[.gz]`` and
     ``train-labels-idx1-ubyte[.gz]`` (split "train") or the ``t10k-`` ones
     (split "test"); the "train-images.idx3-ubyte" spelling is accepted too.
-    kind: "grey" (0..255) or "binary" (0/1, see ``to_binary``).
+    kind: "grey" (0..255), "binary" (0/1, statically binarized: ``static_binarize``
+    with seed ``STATIC_SEED`` for the training file and ``STATIC_SEED + 1`` for the
+    test file, so the two splits never share draws) or "binary-threshold" (0/1,
+    ``to_binary``).
     """
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-    if kind not in ("grey", "binary"):
-        raise ValueError(f"kind: expected 'grey' or 'binary', got {kind!r}")
+    if kind not in MNIST_KINDS:
+        raise ValueError(f"kind: expected one of {MNIST_KINDS}, got {kind!r}")
     directory = Path(directory)
     img_path = _find(directory, _mnist_names(split, "images"))
     lab_path = _find(directory, _mnist_names(split, "labels"))
@@ -173,4 +178,8 @@ def load_mnist_dir(directory, split="train", kind="grey"):
     if labels.size and labels.max() > 9:
         raise ValueError(f"{lab_path}: expected labels 0..9, got {int(labels.max())}")
     images = images[:, None]
-    return (to_binary(images) if kind == "binary" else images), labels
+    if kind == "binary":
+        images = static_binarize(images, STATIC_SEED + SPLITS.index(split))
+    elif kind == "binary-threshold":
+        images = to_binary(images)
+    return images, labels
