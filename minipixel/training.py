@@ -1,6 +1,6 @@
-"""Training loop with exact resume, datasets by name, and test NLL.
+"""Training loop with exact resume, and test NLL (datasets: ``minipixel.data``).
 
-    data = load_dataset("binary")                      # embedded digits, statically binarized
+    data = load_dataset("binary")        # minipixel.data: embedded digits, statically binarized
     model = build("diagonal", channels=data.channels, levels=data.levels, h=16, layers=1)
     trainer = Trainer(model, data.train, data.test, epochs=3, out="runs/x")
     trainer.run()              # checkpoint + metrics.json after every epoch
@@ -34,7 +34,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,71 +44,14 @@ from .nn import SGD, Adam, RMSProp, clip_grad_norm
 from .progress import Progress
 from .tensor import no_grad
 
-__all__ = ["Trainer", "Dataset", "load_dataset", "evaluate_nll", "epoch_permutation",
-           "make_optimizer", "center_crop", "OPTIMIZERS", "DEFAULT_LR", "write_json"]
+__all__ = ["Trainer", "evaluate_nll", "epoch_permutation", "make_optimizer", "OPTIMIZERS",
+           "DEFAULT_LR", "write_json"]
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 DEFAULT_LR = {"rmsprop": 1e-3, "adam": 1e-3, "sgd": 1e-2}
 
 
-# ---- data ---------------------------------------------------------------------
-@dataclass
-class Dataset:
-    train: np.ndarray          # uint8 (N, C, H, W) in 0..levels-1
-    test: np.ndarray
-    channels: int
-    levels: int
-    spec: dict                 # how to load it again (stored in checkpoints)
-
-    @property
-    def shape(self):
-        return self.train.shape[1:]
-
-
-def center_crop(images, size):
-    """The central size x size window of (N, C, H, W) images."""
-    H, W = images.shape[2:]
-    if not 1 <= size <= min(H, W):
-        raise ValueError(f"crop size must be in 1..{min(H, W)}, got {size}")
-    r, c = (H - size) // 2, (W - size) // 2
-    return np.ascontiguousarray(images[:, :, r:r + size, c:c + size])
-
-
-def load_dataset(kind="binary", mnist_dir=None, cifar_dir=None, crop=None, n_train=None,
-                 n_test=None):
-    """Images by name: the embedded digits (kind "binary" | "binary-threshold" | "grey" |
-    "rgb"), or full MNIST (``mnist_dir``, kind binary, binary-threshold or grey) or CIFAR-10 (``cifar_dir``, kind rgb).
-    ``crop`` takes the central crop x crop window; n_train / n_test keep the first n."""
-    from . import data
-    spec = dict(kind=kind, mnist_dir=mnist_dir, cifar_dir=cifar_dir, crop=crop,
-                n_train=n_train, n_test=n_test)
-    if kind not in data.KINDS:
-        raise ValueError(f"dataset kind must be one of {', '.join(data.KINDS)}, got {kind!r}")
-    if mnist_dir and cifar_dir:
-        raise ValueError("give either an MNIST or a CIFAR-10 folder, not both")
-    if mnist_dir:
-        if kind == "rgb":
-            raise ValueError("MNIST is binary or grey, not rgb")
-        train, _ = data.load_mnist_dir(mnist_dir, "train", kind)
-        test, _ = data.load_mnist_dir(mnist_dir, "test", kind)
-    elif cifar_dir:
-        if kind != "rgb":
-            raise ValueError(f"CIFAR-10 is rgb, not {kind}")
-        train, _ = data.load_cifar10(cifar_dir, "train")
-        test, _ = data.load_cifar10(cifar_dir, "test")
-    else:
-        train, test = data.load_digits("train", kind), data.load_digits("test", kind)
-    if n_train is not None:
-        train = train[:n_train]
-    if n_test is not None:
-        test = test[:n_test]
-    if crop:
-        train, test = center_crop(train, crop), center_crop(test, crop)
-    levels = 2 if kind.startswith("binary") else 256
-    return Dataset(np.ascontiguousarray(train), np.ascontiguousarray(test), train.shape[1],
-                   levels, spec)
-
-
+# ---- data order and scoring ---------------------------------------------------
 def epoch_permutation(seed, epoch, n):
     """The order of the n training images in `epoch`: a function of (seed, epoch) only."""
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)

@@ -75,7 +75,7 @@ def test_pack_unpack_round_trip():
 
 
 def test_load_dataset_default_binary_is_static():
-    from minipixel.training import load_dataset
+    from minipixel.data import load_dataset
     d = load_dataset("binary", n_train=50, n_test=20)
     assert d.levels == 2 and np.array_equal(d.train, load_digits("train", "binary")[:50])
     t = load_dataset("binary-threshold", n_train=50, n_test=20)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from minipixel.checkpoint import load_checkpoint
+from minipixel.data import load_dataset
 from minipixel.models import build
-from minipixel.training import (Trainer, epoch_permutation, evaluate_nll, load_dataset,
-                                make_optimizer)
+from minipixel.training import Trainer, epoch_permutation, evaluate_nll, make_optimizer
 
 
 @pytest.fixture(scope="module")

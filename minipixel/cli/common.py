@@ -27,6 +27,9 @@ def add_dataset(p, default_help="the checkpoint's dataset"):
                    help="use full MNIST from its IDX files in DIR (binary or grey)")
     g.add_argument("--cifar-dir", metavar="DIR", default=None,
                    help="use CIFAR-10 (binary version) from DIR (rgb)")
+    g.add_argument("--binarized-mnist-dir", metavar="DIR", default=None,
+                   help="use the standard statically binarized MNIST from "
+                        "binarized_mnist_{train,test}.amat in DIR (binary)")
     g.add_argument("--crop", type=int, metavar="S", default=None,
                    help="central S x S crop of every image (small, fast experiments)")
     g.add_argument("--n-test", type=int, metavar="N", default=None,
@@ -43,11 +46,11 @@ def device(name):
 
 def dataset_spec(args, base=None):
     """The dataset to load: `base` (a checkpoint's spec) with any flags given on top."""
-    spec = dict(kind="binary", mnist_dir=None, cifar_dir=None, crop=None, n_train=None,
-                n_test=None)
+    folders = ("mnist_dir", "cifar_dir", "binarized_mnist_dir")
+    spec = dict(kind="binary", crop=None, n_train=None, n_test=None, **dict.fromkeys(folders))
     spec.update(base or {})
-    if getattr(args, "mnist_dir", None) or getattr(args, "cifar_dir", None):
-        spec.update(mnist_dir=args.mnist_dir, cifar_dir=args.cifar_dir)
+    if any(getattr(args, f, None) for f in folders):
+        spec.update({f: getattr(args, f, None) for f in folders})
     for key, flag in (("kind", "dataset"), ("crop", "crop"), ("n_test", "n_test"),
                       ("n_train", "n_train")):
         if getattr(args, flag, None) is not None:
@@ -57,10 +60,10 @@ def dataset_spec(args, base=None):
     return spec
 
 
-def load_data(spec):
-    from ..training import load_dataset
+def load_data(spec, splits=("train", "test")):
+    from ..data import load_dataset
     try:
-        return load_dataset(**spec)
+        return load_dataset(**spec, splits=splits)
     except (ValueError, FileNotFoundError) as e:
         raise CLIError(f"cannot load the dataset: {e}") from None
 

@@ -42,10 +42,10 @@ def run(args):
     from ..sampling import sample
     dev = device(args.device)
     model, ckpt = load_model(args.checkpoint, dev)
-    base = dict(spec_for_model(model, (ckpt.train or {}).get("dataset")), n_train=0)
+    base = dict(spec_for_model(model, (ckpt.train or {}).get("dataset")), n_train=None)
     spec = dataset_spec(args, base)
-    spec.update(n_train=0, n_test=None)   # only the test images are needed
-    data = load_data(spec)
+    spec.update(n_test=None)
+    data = load_data(spec, splits=("test",))   # only the test images are needed
     check_fits(model, data)
     if args.images < 1 or args.completions < 1:
         raise CLIError("--images and --completions must be positive")

@@ -20,7 +20,8 @@ MAIN_OUT = os.path.join("runs", "main")
 
 # Flags that describe the run itself; with --resume they come from the checkpoint.
 RUN_FLAGS = ("model", "preset", "h", "layers", "out_hidden", "dataset", "mnist_dir", "cifar_dir",
-             "crop", "n_train", "n_test", "batch_size", "optimizer", "lr", "clip", "seed", "dtype")
+             "binarized_mnist_dir", "crop", "n_train", "n_test", "batch_size", "optimizer", "lr",
+             "clip", "seed", "dtype")
 
 EXAMPLES = """examples:
   minipixel                                   # the default main job (= minipixel train)
@@ -104,7 +105,8 @@ def _model_settings(args):
 
 def _new_trainer(args, dev, log):
     config = _model_settings(args)
-    if args.dataset is None and not args.mnist_dir and not args.cifar_dir and "channels" in config:
+    if (args.dataset is None and not args.mnist_dir and not args.cifar_dir
+            and not args.binarized_mnist_dir and "channels" in config):
         args.dataset = "rgb" if config["channels"] == 3 else (
             "binary" if config["levels"] == 2 else "grey")
     spec = dataset_spec(args)

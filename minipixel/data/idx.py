@@ -10,10 +10,14 @@ MNIST uses uint8 only: images have magic 2051 (0x00000803: uint8, 3-d,
 A file is treated as gzip when it starts with the gzip magic bytes 1f 8b,
 whatever its name.
 
-Nothing is allocated from the header's word alone: a plain file's size must
-equal header + declared data exactly before the data is read, and a gzip
-stream is decompressed in 1 MiB chunks, at most declared size + 1 bytes, so a
-header that claims 10^9 images fails fast on the bytes that are really there.
+Nothing is allocated from the header's word alone: the declared data size
+must be at most ``max_bytes`` (``MAX_IDX_BYTES``, 512 MiB, ten times full
+MNIST, by default) before any data is read or decompressed; a plain file's
+size must equal header + declared data exactly, and a gzip stream is
+decompressed in 1 MiB chunks, at most declared size + 1 bytes. So a header
+that claims 10^9 images fails at once, and a small gzip file cannot expand to
+more than the declared size (a "gzip bomb" of a few hundred KB that unpacks to
+gigabytes is refused from its header, or stops at the declared size).
 Every problem is a ValueError naming the file and what was expected vs found.
 """
 import gzip
@@ -29,7 +33,7 @@ from .binarize import STATIC_SEED, static_binarize, to_binary
 from .embedded import SPLITS
 
 __all__ = ["read_idx", "write_idx", "load_mnist_idx", "load_mnist_dir", "MNIST_SPLIT_SIZES",
-           "IDX_DTYPES", "MNIST_IMAGES_MAGIC", "MNIST_LABELS_MAGIC"]
+           "IDX_DTYPES", "MNIST_IMAGES_MAGIC", "MNIST_LABELS_MAGIC", "MAX_IDX_BYTES", "MNIST_KINDS"]
 
 IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -40,6 +44,7 @@ MNIST_SPLIT_SIZES = {"train": 60000, "test": 10000}
 MNIST_KINDS = ("binary", "binary-threshold", "grey")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
+MAX_IDX_BYTES = 512 << 20
 
 
 def _read_exact(f, n, path, what):
@@ -60,7 +65,7 @@ def _read_at_most(f, limit):
     return buf
 
 
-def _parse(f, path, allowed_magics, data_bytes_available):
+def _parse(f, path, allowed_magics, data_bytes_available, max_bytes):
     magic_bytes = _read_exact(f, 4, path, "header (magic number)")
     magic = int.from_bytes(magic_bytes, "big")
     if magic_bytes[:2] != b"\x00\x00":
@@ -81,6 +86,9 @@ def _parse(f, path, allowed_magics, data_bytes_available):
     for d in dims:
         nbytes *= d                                   # Python int: no overflow
     header = 4 + 4 * ndim
+    if nbytes > max_bytes:
+        raise ValueError(f"{path}: header claims shape {dims} of {dtype.name} ({nbytes} bytes); "
+                         f"expected at most {max_bytes} bytes (max_bytes)")
     if data_bytes_available is None:                  # gzip: read at most nbytes + 1
         body = _read_at_most(f, nbytes + 1)
         found = len(body)
@@ -100,17 +108,18 @@ def _parse(f, path, allowed_magics, data_bytes_available):
     return a.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path, allowed_magics=None):
-    """Any IDX file -> native-endian numpy array; ``allowed_magics`` restricts the magic."""
+def read_idx(path, allowed_magics=None, max_bytes=MAX_IDX_BYTES):
+    """Any IDX file -> native-endian numpy array; ``allowed_magics`` restricts the magic,
+    ``max_bytes`` bounds the declared data size (checked before reading the data)."""
     path = Path(path)
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         if not is_gzip:
-            return _parse(raw, path, allowed_magics, os.fstat(raw.fileno()).st_size)
+            return _parse(raw, path, allowed_magics, os.fstat(raw.fileno()).st_size, max_bytes)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                return _parse(f, path, allowed_magics, None)
+                return _parse(f, path, allowed_magics, None, max_bytes)
         except (OSError, EOFError, zlib.error) as e:   # BadGzipFile is an OSError
             raise ValueError(f"{path}: corrupt gzip stream: expected a valid gzip file, "
                              f"got {type(e).__name__}: {e}") from e
@@ -171,6 +180,9 @@ def load_mnist_dir(directory, split="train", kind="grey"):
     img_path = _find(directory, _mnist_names(split, "images"))
     lab_path = _find(directory, _mnist_names(split, "labels"))
     images = read_idx(img_path, allowed_magics=(MNIST_IMAGES_MAGIC,))
+    if 0 in images.shape:
+        raise ValueError(f"{img_path}: expected at least one image of at least 1x1 pixels, "
+                         f"got shape {images.shape} (images, height, width)")
     labels = read_idx(lab_path, allowed_magics=(MNIST_LABELS_MAGIC,))
     if len(images) != len(labels):
         raise ValueError(f"{directory}: expected as many labels as images, got {len(labels)} "
