@@ -6,6 +6,7 @@
     minipixel sample CKPT           a PNG grid of samples
     minipixel complete CKPT         completions of occluded test images (PNG)
     minipixel receptive-field       the three models' receptive fields (PNG)
+    minipixel plot RUN_DIR...       learning curves of training runs (PNG)
     minipixel reference|compare|audit   the cross-check toolkit (minipixel.crosscheck)
 
 One module per subcommand; each offers add_parser(subparsers) and run(args).
@@ -15,13 +16,13 @@ BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/thre
 import argparse
 import sys
 
-from . import complete, crosscheck, evaluate, receptive_field, sample, train
+from . import complete, crosscheck, evaluate, plot, receptive_field, sample, train
 from .common import CLIError
 from .threads import configure_blas_threads
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field)
+SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field, plot)
 
 
 def build_parser():
@@ -49,7 +50,7 @@ def main(argv=None):
         configure_blas_threads()
         return crosscheck.run(argv[0], argv[1:])
     parser = build_parser()
-    names = {"train", "evaluate", "sample", "complete", "receptive-field"}
+    names = {"train", "evaluate", "sample", "complete", "receptive-field", "plot"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train"] + argv               # `minipixel [train flags]`: the train command
     args = parser.parse_args(argv)

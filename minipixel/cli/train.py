@@ -2,7 +2,8 @@
 
 With no arguments at all this is the default main job: a small Diagonal
 BiLSTM on the embedded (statically) binarized digits, about 9 minutes on a 2-core CPU,
-leaving checkpoint.npz, metrics.json (test NLL) and samples.png in runs/main.
+leaving checkpoint.npz, metrics.json (test NLL), curves.png (learning curves) and
+samples.png in runs/main.
 """
 import os
 import time
@@ -151,6 +152,19 @@ def _resumed_trainer(args, dev, log):
     return trainer, data
 
 
+def _write_curves(out, history, title, log):
+    """curves.png (train and test NLL per epoch) beside metrics.json; None if it fails."""
+    from ..curves import curves_figure, history_curves
+    from ..png import write_png
+    label = os.path.basename(os.path.normpath(os.path.abspath(out)))
+    try:
+        return write_png(os.path.join(out, "curves.png"),
+                         curves_figure([history_curves(history, label)], title=title))
+    except (OSError, ValueError) as e:
+        log(f"note: no learning-curve plot written: {e}")
+        return None
+
+
 def run(args):
     t0, c0 = time.perf_counter(), time.process_time()
     dev = device(args.device)
@@ -196,6 +210,8 @@ def run(args):
                          samples_figure(images, model.levels))
         extra.update(samples_png=path, sample_time_s=round(time.perf_counter() - ts, 2))
         log(f"wrote {path} ({n_samples} samples, {extra['sample_time_s']:.1f} s)")
+    if trainer.state["history"]:
+        extra["curves_png"] = _write_curves(out, trainer.state["history"], model.name, log)
     extra["wall_time_s"] = round(time.perf_counter() - t0, 2)
     extra["cpu_time_s"] = round(time.process_time() - c0, 2)
     trainer.write_metrics(extra)
