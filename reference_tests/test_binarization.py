@@ -80,3 +80,26 @@ def test_load_dataset_default_binary_is_static():
     assert d.levels == 2 and np.array_equal(d.train, load_digits("train", "binary")[:50])
     t = load_dataset("binary-threshold", n_train=50, n_test=20)
     assert t.levels == 2 and np.array_equal(t.test, load_digits("test", "binary-threshold")[:20])
+
+
+def test_table_form_equals_the_documented_inequality():
+    grey = np.arange(256, dtype=np.uint8).repeat(40)
+    u = uniform_uint32(grey.size, 3)
+    want = [int(255 * int(a) < int(g) << 32) for a, g in zip(u, grey)]
+    assert static_binarize(grey, seed=3).tolist() == want
+
+
+def test_restatic_recomputes_only_the_stored_bits(tmp_path):
+    from minipixel.data import build_embedded
+    from minipixel.data.atomic import atomic_savez_compressed
+    z = read_digits_npz()
+    keep = {k: z[k][:30] if k == "images" else z[k] for k in ("images", "labels")}
+    arrays = dict(keep, train_idx=np.arange(20, dtype=np.uint16),
+                  test_idx=np.arange(20, 30, dtype=np.uint16), source_sha256=np.array("x"),
+                  static_binary=np.zeros((30, 98), np.uint8))
+    arrays["labels"] = arrays["labels"][:30]
+    atomic_savez_compressed(tmp_path / "d.npz", **arrays)
+    build_embedded.restatic(tmp_path / "d.npz")
+    again = read_digits_npz(tmp_path / "d.npz")
+    assert np.array_equal(again["static_binary"], z["static_binary"][:30])
+    assert np.array_equal(again["images"], z["images"][:30])
