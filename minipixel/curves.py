@@ -9,8 +9,8 @@ A run's curve is read from its ``metrics.json`` (``history``: one entry per
 finished epoch with ``train_nll_nats``, the mean training loss over that
 epoch's batches, and ``test_nll_nats``, the test NLL after the epoch). In the
 figure each run has one colour; the test NLL is a solid line with filled
-squares, the training NLL a dashed line with hollow squares. The y axis is in
-nats per image, the x axis in epochs; tick values are round numbers (1, 2 or 5
+squares, the training NLL a dashed line with hollow squares; reference values (a published result, say) are dotted grey lines. The y axis
+is in nats per image, the x axis in epochs; tick values are round numbers (1, 2 or 5
 times a power of ten). Text comes from ``minipixel.font``.
 """
 import json
@@ -27,6 +27,7 @@ __all__ = ["run_curves", "history_curves", "curves_figure", "write_curves_png", 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
            (23, 190, 207), (140, 86, 75), (227, 119, 194))
 _AXIS, _GRID, _TEXT, _WHITE = (60, 60, 60), (225, 225, 225), (20, 20, 20), (255, 255, 255)
+_REFERENCE = (110, 110, 110)
 
 
 def run_curves(run_dir, label=None):
@@ -109,12 +110,16 @@ def _marker(image, x, y, colour, filled):
         _dot(image, x, y, _WHITE, 3)
 
 
-def curves_figure(runs, title=None, width=640, height=400):
-    """One PNG-ready picture (uint8 (height, width, 3)) of the runs' learning curves."""
+def curves_figure(runs, title=None, width=640, height=400, references=()):
+    """One PNG-ready picture (uint8 (height, width, 3)) of the runs' learning curves.
+
+    references: (nats, label) pairs drawn as dotted horizontal lines (e.g. a published
+    result to compare with)."""
     runs = [r for r in runs if r["epoch"]]
     if not runs:
         raise ValueError("no finished epochs to plot: every run's history is empty")
-    values = [v for r in runs for v in r["train"] + r["test"]]
+    references = [(float(v), str(label)) for v, label in references]
+    values = [v for r in runs for v in r["train"] + r["test"]] + [v for v, _ in references]
     if not all(math.isfinite(v) for v in values):
         raise ValueError("cannot plot non-finite NLL values")
     yt = nice_ticks(min(values), max(values))
@@ -155,6 +160,10 @@ def curves_figure(runs, title=None, width=640, height=400):
         scale = 2 if text_size(title, 2)[1] <= plot_w else 1
         h, w = text_size(title, scale)
         draw_text(image, title, left + max(plot_w - w, 0) // 2, 2, _TEXT, scale=scale)
+    for value, label in references:
+        y = py(value)
+        _line(image, [left + 1, left + plot_w], [y, y], _REFERENCE, dash=3, width=1)
+        draw_text(image, label, left + 6, int(round(y)) - 10, _REFERENCE)
     for k, r in enumerate(runs):
         colour = COLOURS[k % len(COLOURS)]
         xs = [px(e) for e in r["epoch"]]
@@ -188,10 +197,12 @@ def _legend(image, runs, right, top):
         draw_text(image, label, x0 + 8 + sample_w + gap, y - 1, _TEXT)
 
 
-def write_curves_png(path, run_dirs, labels=None, title=None, width=640, height=400):
+def write_curves_png(path, run_dirs, labels=None, title=None, width=640, height=400,
+                     references=()):
     """Plot the runs in `run_dirs` (labels: one per run, default the folder names); atomic."""
     labels = list(labels) if labels is not None else [None] * len(run_dirs)
     if len(labels) != len(run_dirs):
         raise ValueError(f"expected one label per run ({len(run_dirs)}), got {len(labels)}")
     runs = [run_curves(d, label) for d, label in zip(run_dirs, labels)]
-    return write_png(path, curves_figure(runs, title=title, width=width, height=height))
+    return write_png(path, curves_figure(runs, title=title, width=width, height=height,
+                                         references=references))

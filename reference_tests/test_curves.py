@@ -128,3 +128,15 @@ def test_nice_ticks_cover_the_range_with_round_steps(lo, span, target):
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6
     assert 2 <= len(ticks) <= 2 * target + 2
+
+
+def test_reference_lines_are_drawn_at_their_value():
+    run = history_curves([{"epoch": 1, "train_nll_nats": 120.0, "test_nll_nats": 110.0},
+                          {"epoch": 2, "train_nll_nats": 105.0, "test_nll_nats": 100.0}], "r")
+    image = curves_figure([run], references=[(50.0, "paper"), (108.0, "mid")])
+    grey = (image == (110, 110, 110)).all(-1).sum(1)
+    lines = np.flatnonzero(grey > 200)               # dotted rows across the plot
+    run_rows = np.flatnonzero((image[:, :500] == COLOURS[0]).all(-1).any(1))
+    assert len(lines) == 2
+    assert lines[1] > run_rows.max()                 # 50 nats: below every run value
+    assert run_rows.min() < lines[0] < run_rows.max()  # 108 nats: among them

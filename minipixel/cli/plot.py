@@ -7,7 +7,8 @@ training NLL dashed.
 from .common import CLIError, HelpFormatter
 
 EXAMPLE = """example:
-  minipixel plot runs/main runs/mnist-diagonal --labels "2 layers" "7 layers" --out curves.png
+  minipixel plot runs/main runs/mnist-diagonal --labels "2 layers" "7 layers" \
+      --reference 88.33 NADE --out curves.png
 """
 
 
@@ -20,6 +21,9 @@ def add_parser(sub):
     p.add_argument("--labels", nargs="+", metavar="LABEL", default=None,
                    help="one legend label per run (default: the folder names)")
     p.add_argument("--title", default=None, help="a title above the plot")
+    p.add_argument("--reference", nargs=2, action="append", metavar=("NATS", "LABEL"),
+                   default=[], help="a dotted line at NATS labelled LABEL (e.g. a published "
+                                    "result); may be repeated")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(640, 400),
                    help="picture size in pixels (default 640 400)")
     p.set_defaults(run=run)
@@ -32,9 +36,15 @@ def run(args):
     if not (200 <= width <= 4000 and 150 <= height <= 4000):
         raise CLIError(f"--size: expected a width in 200..4000 and a height in 150..4000, "
                        f"got {width} {height}")
+    references = []
+    for value, label in args.reference:
+        try:
+            references.append((float(value), label))
+        except ValueError:
+            raise CLIError(f"--reference: expected a number of nats, got {value!r}") from None
     try:
         path = write_curves_png(args.out, args.runs, labels=args.labels, title=args.title,
-                                width=width, height=height)
+                                width=width, height=height, references=references)
     except (ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:
