@@ -24,7 +24,8 @@ def add_dataset(p, default_help="the checkpoint's dataset"):
                         f"grey (256 levels) or rgb (coloured digits, 256 levels per colour); "
                         f"default: {default_help}")
     g.add_argument("--mnist-dir", metavar="DIR", default=None,
-                   help="use full MNIST from its IDX files in DIR (binary or grey)")
+                   help="use full MNIST from its IDX files in DIR (binary, binary-threshold "
+                        "or grey)")
     g.add_argument("--cifar-dir", metavar="DIR", default=None,
                    help="use CIFAR-10 (binary version) from DIR (rgb)")
     g.add_argument("--binarized-mnist-dir", metavar="DIR", default=None,
