@@ -16,11 +16,12 @@ paper's 1024 output maps) to get sharp images.
 import argparse
 
 from minipixel.backend import check_device
+from minipixel.data import load_dataset
 from minipixel.figures import samples_figure
 from minipixel.models import build
 from minipixel.png import write_png
 from minipixel.sampling import sample
-from minipixel.training import Trainer, load_dataset
+from minipixel.training import Trainer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="pixelcnn", choices=["diagonal", "rowlstm", "pixelcnn"])

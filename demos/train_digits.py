@@ -11,11 +11,12 @@ checkpoints, score the test set, draw a grid of samples.
 import argparse
 
 from minipixel.backend import check_device
+from minipixel.data import load_dataset
 from minipixel.figures import samples_figure
 from minipixel.models import build
 from minipixel.png import write_png
 from minipixel.sampling import sample
-from minipixel.training import Trainer, load_dataset
+from minipixel.training import Trainer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="diagonal", choices=["diagonal", "rowlstm", "pixelcnn"])

@@ -1,6 +1,7 @@
-"""The training loop: exact resume, test NLL, and runs that stop cleanly.
+"""The training loop: exact resume, test NLL, and runs that stop cleanly (datasets:
+``minipixel.data``).
 
-    data = load_dataset("binary")                      # embedded digits, 0/1
+    data = load_dataset("binary")        # minipixel.data: embedded digits, statically binarized
     model = build("diagonal", channels=data.channels, levels=data.levels, h=16, layers=1)
     trainer = Trainer(model, data.train, data.test, epochs=3, out="runs/x")
     trainer.run()              # checkpoint + metrics.json after every epoch
@@ -27,6 +28,10 @@ run with ``TrainingDiverged`` and writes nothing, so the last checkpoint on
 disk (finite by construction: ``save_checkpoint`` refuses non-finite weights)
 is kept.
 
+Time: ``train_time_s`` is wall-clock time spent training (test evaluations
+excluded), ``train_cpu_s`` the process CPU time over the same stretches; with
+single-threaded BLAS on a busy machine the CPU time is the steadier measure.
+
 Units: the loss is the NLL in nats per image (the paper's unit for MNIST); for
 8-bit data the progress bar and metrics also give bits per dimension.
 """
@@ -34,7 +39,6 @@ import math
 import numbers
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,68 +51,11 @@ from .nn import OPTIMIZERS, clip_grad_norm, grad_norm, make_optimizer
 from .progress import Progress
 from .tensor import no_grad
 
-__all__ = ["Trainer", "TrainingDiverged", "Dataset", "load_dataset", "evaluate_nll",
-           "epoch_permutation", "center_crop", "validate_train_state"]
+__all__ = ["Trainer", "TrainingDiverged", "evaluate_nll", "epoch_permutation",
+           "validate_train_state"]
 
 
-# ---- data ---------------------------------------------------------------------
-@dataclass
-class Dataset:
-    train: np.ndarray          # uint8 (N, C, H, W) in 0..levels-1
-    test: np.ndarray
-    channels: int
-    levels: int
-    spec: dict                 # how to load it again (stored in checkpoints)
-
-    @property
-    def shape(self):
-        return self.train.shape[1:]
-
-
-def center_crop(images, size):
-    """The central size x size window of (N, C, H, W) images."""
-    H, W = images.shape[2:]
-    if not 1 <= size <= min(H, W):
-        raise ValueError(f"crop size must be in 1..{min(H, W)}, got {size}")
-    r, c = (H - size) // 2, (W - size) // 2
-    return np.ascontiguousarray(images[:, :, r:r + size, c:c + size])
-
-
-def load_dataset(kind="binary", mnist_dir=None, cifar_dir=None, crop=None, n_train=None,
-                 n_test=None):
-    """Images by name: the embedded digits (kind "binary" | "grey" | "rgb"), or full MNIST
-    (``mnist_dir``, kind binary or grey) or CIFAR-10 (``cifar_dir``, kind rgb).
-    ``crop`` takes the central crop x crop window; n_train / n_test keep the first n."""
-    from . import data
-    spec = dict(kind=kind, mnist_dir=mnist_dir, cifar_dir=cifar_dir, crop=crop,
-                n_train=n_train, n_test=n_test)
-    if kind not in ("binary", "grey", "rgb"):
-        raise ValueError(f"dataset kind must be binary, grey or rgb, got {kind!r}")
-    if mnist_dir and cifar_dir:
-        raise ValueError("give either an MNIST or a CIFAR-10 folder, not both")
-    if mnist_dir:
-        if kind == "rgb":
-            raise ValueError("MNIST is binary or grey, not rgb")
-        train, _ = data.load_mnist_dir(mnist_dir, "train", kind)
-        test, _ = data.load_mnist_dir(mnist_dir, "test", kind)
-    elif cifar_dir:
-        if kind != "rgb":
-            raise ValueError(f"CIFAR-10 is rgb, not {kind}")
-        train, _ = data.load_cifar10(cifar_dir, "train")
-        test, _ = data.load_cifar10(cifar_dir, "test")
-    else:
-        train, test = data.load_digits("train", kind), data.load_digits("test", kind)
-    if n_train is not None:
-        train = train[:n_train]
-    if n_test is not None:
-        test = test[:n_test]
-    if crop:
-        train, test = center_crop(train, crop), center_crop(test, crop)
-    levels = 2 if kind == "binary" else 256
-    return Dataset(np.ascontiguousarray(train), np.ascontiguousarray(test), train.shape[1],
-                   levels, spec)
-
-
+# ---- data order and scoring ---------------------------------------------------
 def epoch_permutation(seed, epoch, n):
     """The order of the n training images in `epoch`: a function of (seed, epoch) only."""
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
@@ -217,7 +164,7 @@ class Trainer:
         self.out, self.max_steps, self.eval_batch_size = out, max_steps, eval_batch_size
         self.progress, self.log, self.on_step = progress, log or (lambda *a, **k: None), on_step
         self.state = dict(epoch=0, step=0, global_step=0, loss_sum=0.0, loss_images=0,
-                          train_time_s=0.0, history=[])
+                          train_time_s=0.0, train_cpu_s=0.0, history=[])
         self.status = "new"
         self.saved = None        # (epoch, global step) of the last checkpoint this run wrote
 
@@ -251,6 +198,7 @@ class Trainer:
                 "epoch": self.state["epoch"], "step_in_epoch": self.state["step"],
                 "global_step": self.state["global_step"],
                 "train_time_s": round(self.state["train_time_s"], 2),
+                "train_cpu_s": round(self.state.get("train_cpu_s", 0.0), 2),
                 "test_nll_nats": last.get("test_nll_nats"),
                 "test_bits_per_dim": last.get("test_bits_per_dim"),
                 "history": self.state["history"], "checkpoint": self.checkpoint_path}
@@ -291,6 +239,7 @@ class Trainer:
             raise ValueError(f"{ckpt.path}: optimizer state does not fit the model: {e}") from e
         trainer.state = {k: t[k] for k in ("epoch", "step", "global_step", "loss_sum",
                                            "loss_images", "train_time_s", "history")}
+        trainer.state["train_cpu_s"] = float(t.get("train_cpu_s", 0.0))  # older checkpoints
         trainer.status = "resumed"
         return trainer
 
@@ -363,7 +312,7 @@ class Trainer:
             self.log(f"resuming at epoch {s['epoch'] + 1}, step {s['step']}/{nb} "
                      f"(global step {s['global_step']})")
         self.status = "running"
-        t_mark = time.perf_counter()
+        t_mark, c_mark = time.perf_counter(), time.process_time()
         bar = None
         try:
             while s["epoch"] < epochs:
@@ -384,16 +333,18 @@ class Trainer:
                     self.status = "stopped"
                     break
                 s["train_time_s"] += time.perf_counter() - t_mark
+                s["train_cpu_s"] += time.process_time() - c_mark
                 test = evaluate_nll(self.model, self.test_images, self.eval_batch_size,
                                     progress=self.progress)
                 if not math.isfinite(test["nats"]):
                     raise self._diverged(f"the test NLL is {test['nats']}")
-                t_mark = time.perf_counter()
+                t_mark, c_mark = time.perf_counter(), time.process_time()
                 s["history"].append({
                     "epoch": s["epoch"] + 1, "global_step": s["global_step"],
                     "train_nll_nats": s["loss_sum"] / max(s["loss_images"], 1),
                     "test_nll_nats": test["nats"], "test_bits_per_dim": test["bits_per_dim"],
-                    "train_time_s": round(s["train_time_s"], 2)})
+                    "train_time_s": round(s["train_time_s"], 2),
+                    "train_cpu_s": round(s["train_cpu_s"], 2)})
                 s.update(epoch=s["epoch"] + 1, step=0, loss_sum=0.0, loss_images=0)
                 self.log(f"epoch {s['epoch']}/{epochs}: train {self._units(s['history'][-1]['train_nll_nats'])}"
                          f", test {self._units(test['nats'])} ({test['nats']:.2f} nats/image)")
@@ -402,7 +353,8 @@ class Trainer:
             else:
                 self.status = "finished"
             s["train_time_s"] += time.perf_counter() - t_mark
-            t_mark = time.perf_counter()
+            s["train_cpu_s"] += time.process_time() - c_mark
+            t_mark, c_mark = time.perf_counter(), time.process_time()
             self.save()
             self.write_metrics()
             return self.metrics()
@@ -411,6 +363,7 @@ class Trainer:
                 bar.close()
             self.status = "interrupted"
             s["train_time_s"] += time.perf_counter() - t_mark
+            s["train_cpu_s"] += time.process_time() - c_mark
             with deferred_interrupts(deliver=False):     # a second Ctrl-C cannot cut this short
                 path = self.save()
                 self.write_metrics()

@@ -33,7 +33,8 @@ def weights(path):
 
 
 def test_train_writes_checkpoint_metrics_and_samples(run_dir, capsys):
-    assert sorted(os.listdir(run_dir)) == ["checkpoint.npz", "metrics.json", "samples.png"]
+    assert sorted(os.listdir(run_dir)) == ["checkpoint.npz", "curves.png", "metrics.json",
+                                           "samples.png"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["global_step"] == 6
     assert len(metrics["history"]) == 2 and metrics["test_nll_nats"] > 0

@@ -139,10 +139,10 @@ def _few_digits(load):
 
 @pytest.mark.parametrize("demo", list(DEMOS))
 def test_demo_runs_on_cuda(cuda, demo, tmp_path, monkeypatch, capsys):
-    import minipixel.training
+    import minipixel.data
     if demo in ("train_digits.py", "rgb_digits.py"):     # thousands of digits, cut to a few
-        monkeypatch.setattr(minipixel.training, "load_dataset",
-                            _few_digits(minipixel.training.load_dataset))
+        monkeypatch.setattr(minipixel.data, "load_dataset",
+                            _few_digits(minipixel.data.load_dataset))
     argv = [a.format(tmp=tmp_path) for a in DEMOS[demo]] + ["--device", "cuda"]
     monkeypatch.setattr(sys, "argv", [demo] + argv)
     runpy.run_path(f"demos/{demo}", run_name="__main__")

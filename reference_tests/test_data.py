@@ -24,8 +24,8 @@ from minipixel.data.embedded import DIGITS_PATH, read_digits_npz
 # ---------------------------------------------------------------- embedded digits
 
 @pytest.mark.parametrize("split", ["train", "test"])
-@pytest.mark.parametrize("kind,channels,top", [("binary", 1, 1), ("grey", 1, 255),
-                                               ("rgb", 3, 255)])
+@pytest.mark.parametrize("kind,channels,top", [("binary", 1, 1), ("binary-threshold", 1, 1),
+                                               ("grey", 1, 255), ("rgb", 3, 255)])
 def test_load_digits_shapes_dtypes_ranges(split, kind, channels, top):
     x, y = load_digits(split, kind, return_labels=True)
     n = DIGITS_SPLIT_SIZES[split]
@@ -69,9 +69,9 @@ def test_split_stratified_disjoint_deterministic():
     assert np.array_equal(y1, y2)
 
 
-def test_binary_is_thresholded_grey():
+def test_binary_threshold_is_thresholded_grey():
     g = load_digits("train", "grey")
-    b = load_digits("train", "binary")
+    b = load_digits("train", "binary-threshold")
     assert set(np.unique(b).tolist()) == {0, 1}
     assert np.array_equal(b, (g >= 128).astype(np.uint8))
     assert BINARY_THRESHOLD == 128
@@ -205,7 +205,8 @@ def test_idx_lying_header_fails_fast_without_allocating(tmp_path, gz):
     tracemalloc.start()
     t = time.perf_counter()
     try:
-        with pytest.raises(ValueError, match=r"liar: truncated.*expected 784000000000 data bytes"):
+        with pytest.raises(ValueError, match=r"liar: header claims shape \(1000000000, 28, 28\)"
+                                             r".*784000000000 bytes.*expected at most"):
             load_mnist_idx(p)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -263,7 +264,7 @@ def test_load_mnist_dir(tmp_path, gz, dotted):
         x, y = load_mnist_dir(tmp_path, split)
         assert x.shape == (len(ref[split][1]), 1, 28, 28) and x.dtype == np.uint8
         assert np.array_equal(x[:, 0], ref[split][0]) and np.array_equal(y, ref[split][1])
-    xb, _ = load_mnist_dir(tmp_path, "test", kind="binary")
+    xb, _ = load_mnist_dir(tmp_path, "test", kind="binary-threshold")
     assert np.array_equal(xb, to_binary(ref["test"][0])[:, None])
 
 

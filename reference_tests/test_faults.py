@@ -20,7 +20,8 @@ from minipixel.checkpoint import load_checkpoint
 from minipixel.interrupts import Interrupted, deferred_interrupts, interrupts
 from minipixel.models import build
 from minipixel.runlock import LOCK_NAME, RunLock
-from minipixel.training import Trainer, TrainingDiverged, load_dataset
+from minipixel.data import load_dataset
+from minipixel.training import Trainer, TrainingDiverged
 
 
 def assert_loadable_and_finite(path):

@@ -6,6 +6,7 @@
     minipixel sample CKPT           a PNG grid of samples
     minipixel complete CKPT         completions of occluded test images (PNG)
     minipixel receptive-field       the three models' receptive fields (PNG)
+    minipixel plot RUN_DIR...       learning curves of training runs (PNG)
     minipixel reference|compare|audit   the cross-check toolkit (minipixel.crosscheck)
 
 One module per subcommand; each offers add_parser(subparsers) and run(args).
@@ -32,13 +33,13 @@ from ..checkpoint import CheckpointError
 from ..interrupts import interrupts
 from ..runlock import RunLocked
 from ..training import TrainingDiverged
-from . import complete, crosscheck, evaluate, receptive_field, sample, train
+from . import complete, crosscheck, evaluate, plot, receptive_field, sample, train
 from .common import CLIError
 from .threads import configure_blas_threads
 
 __all__ = ["main", "build_parser", "EXPECTED_ERRORS"]
 
-SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field)
+SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field, plot)
 
 # Failures that are the input's or the environment's, not minipixel's: one line, exit 2.
 EXPECTED_ERRORS = (CLIError, CheckpointError, DeviceError, TrainingDiverged, RunLocked, OSError,
@@ -51,7 +52,7 @@ def build_parser():
         prog="minipixel", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="PixelRNN (Row LSTM, Diagonal BiLSTM) and PixelCNN on a tiny NumPy/CuPy "
                     "autograd engine.\nWith no arguments: the default main job, a small "
-                    "Diagonal BiLSTM on the embedded binarized digits (~5 min on 2 CPU cores).",
+                    "Diagonal BiLSTM on the embedded binarized digits (~8 min on 2 CPU cores).",
         epilog="`minipixel COMMAND --help` for each command's options.\n"
                "Environment: MINIPIXEL_BLAS_THREADS=N (default 1: small GEMMs run faster and "
                "never stall on a busy machine).")
@@ -92,7 +93,7 @@ def main(argv=None):
         configure_blas_threads()
         return _guarded(argv[0], debug, "cpu", crosscheck.run, argv[0], argv[1:])
     parser = build_parser()
-    names = {"train", "evaluate", "sample", "complete", "receptive-field"}
+    names = {"train", "evaluate", "sample", "complete", "receptive-field", "plot"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train"] + argv               # `minipixel [train flags]`: the train command
     args = parser.parse_args(argv)

@@ -36,13 +36,20 @@ def add_paper_path(p):
 
 def add_dataset(p, default_help="the checkpoint's dataset"):
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=("binary", "grey", "rgb"), default=None,
-                   help=f"embedded digits kind: binary (0/1), grey (256 levels) or rgb "
-                        f"(coloured digits, 256 levels per colour); default: {default_help}")
+    g.add_argument("--dataset", choices=("binary", "binary-threshold", "grey", "rgb"),
+                   default=None,
+                   help=f"embedded digits kind: binary (0/1, statically binarized: each pixel "
+                        f"drawn once from its grey level), binary-threshold (0/1, grey >= 128), "
+                        f"grey (256 levels) or rgb (coloured digits, 256 levels per colour); "
+                        f"default: {default_help}")
     g.add_argument("--mnist-dir", metavar="DIR", default=None,
-                   help="use full MNIST from its IDX files in DIR (binary or grey)")
+                   help="use full MNIST from its IDX files in DIR (binary, binary-threshold "
+                        "or grey)")
     g.add_argument("--cifar-dir", metavar="DIR", default=None,
                    help="use CIFAR-10 (binary version) from DIR (rgb)")
+    g.add_argument("--binarized-mnist-dir", metavar="DIR", default=None,
+                   help="use the standard statically binarized MNIST from "
+                        "binarized_mnist_{train,test}.amat in DIR (binary)")
     g.add_argument("--crop", type=POSITIVE, metavar="S", default=None,
                    help="central S x S crop of every image (small, fast experiments)")
     g.add_argument("--n-test", type=POSITIVE, metavar="N", default=None,
@@ -59,11 +66,11 @@ def device(name):
 
 def dataset_spec(args, base=None):
     """The dataset to load: `base` (a checkpoint's spec) with any flags given on top."""
-    spec = dict(kind="binary", mnist_dir=None, cifar_dir=None, crop=None, n_train=None,
-                n_test=None)
+    folders = ("mnist_dir", "cifar_dir", "binarized_mnist_dir")
+    spec = dict(kind="binary", crop=None, n_train=None, n_test=None, **dict.fromkeys(folders))
     spec.update(base or {})
-    if getattr(args, "mnist_dir", None) or getattr(args, "cifar_dir", None):
-        spec.update(mnist_dir=args.mnist_dir, cifar_dir=args.cifar_dir)
+    if any(getattr(args, f, None) for f in folders):
+        spec.update({f: getattr(args, f, None) for f in folders})
     for key, flag in (("kind", "dataset"), ("crop", "crop"), ("n_test", "n_test"),
                       ("n_train", "n_train")):
         if getattr(args, flag, None) is not None:
@@ -73,11 +80,12 @@ def dataset_spec(args, base=None):
     return spec
 
 
-def load_data(spec, origin=None):
-    """The dataset of `spec`; origin: the checkpoint the spec came from (for the message)."""
-    from ..training import load_dataset
+def load_data(spec, splits=("train", "test"), origin=None):
+    """The dataset of `spec` (only `splits`); origin: the checkpoint the spec came from
+    (for the message)."""
+    from ..data import load_dataset
     try:
-        return load_dataset(**spec)
+        return load_dataset(**spec, splits=splits)
     except (ValueError, TypeError, FileNotFoundError) as e:
         where = f"{origin}: cannot load the dataset it names" if origin else \
             "cannot load the dataset"

@@ -47,10 +47,10 @@ def run(args):
     out = args.out or default_output(args.checkpoint, "completions.png")
     model, ckpt = load_model(args.checkpoint, dev)
     check_output(out)
-    base = dict(spec_for_model(model, (ckpt.train or {}).get("dataset")), n_train=0)
+    base = dict(spec_for_model(model, (ckpt.train or {}).get("dataset")), n_train=None)
     spec = dataset_spec(args, base)
-    spec.update(n_train=0, n_test=None)   # only the test images are needed
-    data = load_data(spec)
+    spec.update(n_test=None)
+    data = load_data(spec, splits=("test",))   # only the test images are needed
     check_fits(model, data)
     if not 0 <= args.first <= len(data.test) - args.images:
         raise CLIError(f"--first {args.first} with --images {args.images}: the test set has "

@@ -32,7 +32,7 @@ def run(args):
     model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
     base = spec_for_model(model, (ckpt.train or {}).get("dataset"))
     base = dict(base, n_train=None)
-    data = load_data(dataset_spec(args, base))
+    data = load_data(dataset_spec(args, base), splits=(args.split,))
     check_fits(model, data)
     images = data.test if args.split == "test" else data.train
     result = evaluate_nll(model, images, args.batch_size, progress=True, desc=args.split)

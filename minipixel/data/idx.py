@@ -10,10 +10,14 @@ MNIST uses uint8 only: images have magic 2051 (0x00000803: uint8, 3-d,
 A file is treated as gzip when it starts with the gzip magic bytes 1f 8b,
 whatever its name.
 
-Nothing is allocated from the header's word alone: a plain file's size must
-equal header + declared data exactly before the data is read, and a gzip
-stream is decompressed in 1 MiB chunks, at most declared size + 1 bytes, so a
-header that claims 10^9 images fails fast on the bytes that are really there.
+Nothing is allocated from the header's word alone: the declared data size
+must be at most ``max_bytes`` (``MAX_IDX_BYTES``, 512 MiB, ten times full
+MNIST, by default) before any data is read or decompressed; a plain file's
+size must equal header + declared data exactly, and a gzip stream is
+decompressed in 1 MiB chunks, at most declared size + 1 bytes. So a header
+that claims 10^9 images fails at once, and a small gzip file cannot expand to
+more than the declared size (a "gzip bomb" of a few hundred KB that unpacks to
+gigabytes is refused from its header, or stops at the declared size).
 Every problem is a ValueError naming the file and what was expected vs found.
 """
 import gzip
@@ -25,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write
-from .embedded import SPLITS, to_binary
+from .binarize import STATIC_SEED, static_binarize, to_binary
+from .embedded import SPLITS
 
 __all__ = ["read_idx", "write_idx", "load_mnist_idx", "load_mnist_dir", "MNIST_SPLIT_SIZES",
-           "IDX_DTYPES", "MNIST_IMAGES_MAGIC", "MNIST_LABELS_MAGIC"]
+           "IDX_DTYPES", "MNIST_IMAGES_MAGIC", "MNIST_LABELS_MAGIC", "MAX_IDX_BYTES", "MNIST_KINDS"]
 
 IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -36,8 +41,10 @@ _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 MNIST_IMAGES_MAGIC = 0x00000803   # 2051
 MNIST_LABELS_MAGIC = 0x00000801   # 2049
 MNIST_SPLIT_SIZES = {"train": 60000, "test": 10000}
+MNIST_KINDS = ("binary", "binary-threshold", "grey")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
+MAX_IDX_BYTES = 512 << 20
 
 
 def _read_exact(f, n, path, what):
@@ -58,7 +65,7 @@ def _read_at_most(f, limit):
     return buf
 
 
-def _parse(f, path, allowed_magics, data_bytes_available):
+def _parse(f, path, allowed_magics, data_bytes_available, max_bytes):
     magic_bytes = _read_exact(f, 4, path, "header (magic number)")
     magic = int.from_bytes(magic_bytes, "big")
     if magic_bytes[:2] != b"\x00\x00":
@@ -79,6 +86,9 @@ def _parse(f, path, allowed_magics, data_bytes_available):
     for d in dims:
         nbytes *= d                                   # Python int: no overflow
     header = 4 + 4 * ndim
+    if nbytes > max_bytes:
+        raise ValueError(f"{path}: header claims shape {dims} of {dtype.name} ({nbytes} bytes); "
+                         f"expected at most {max_bytes} bytes (max_bytes)")
     if data_bytes_available is None:                  # gzip: read at most nbytes + 1
         body = _read_at_most(f, nbytes + 1)
         found = len(body)
@@ -98,17 +108,18 @@ def _parse(f, path, allowed_magics, data_bytes_available):
     return a.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path, allowed_magics=None):
-    """Any IDX file -> native-endian numpy array; ``allowed_magics`` restricts the magic."""
+def read_idx(path, allowed_magics=None, max_bytes=MAX_IDX_BYTES):
+    """Any IDX file -> native-endian numpy array; ``allowed_magics`` restricts the magic,
+    ``max_bytes`` bounds the declared data size (checked before reading the data)."""
     path = Path(path)
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         if not is_gzip:
-            return _parse(raw, path, allowed_magics, os.fstat(raw.fileno()).st_size)
+            return _parse(raw, path, allowed_magics, os.fstat(raw.fileno()).st_size, max_bytes)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                return _parse(f, path, allowed_magics, None)
+                return _parse(f, path, allowed_magics, None, max_bytes)
         except (OSError, EOFError, zlib.error) as e:   # BadGzipFile is an OSError
             raise ValueError(f"{path}: corrupt gzip stream: expected a valid gzip file, "
                              f"got {type(e).__name__}: {e}") from e
@@ -156,16 +167,22 @@ def load_mnist_dir(directory, split="train", kind="grey"):
     Looks in ``directory`` for ``train-images-idx3-ubyte[.gz]`` and
     ``train-labels-idx1-ubyte[.gz]`` (split "train") or the ``t10k-`` ones
     (split "test"); the "train-images.idx3-ubyte" spelling is accepted too.
-    kind: "grey" (0..255) or "binary" (0/1, see ``to_binary``).
+    kind: "grey" (0..255), "binary" (0/1, statically binarized: ``static_binarize``
+    with seed ``STATIC_SEED`` for the training file and ``STATIC_SEED + 1`` for the
+    test file, so the two splits never share draws) or "binary-threshold" (0/1,
+    ``to_binary``).
     """
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-    if kind not in ("grey", "binary"):
-        raise ValueError(f"kind: expected 'grey' or 'binary', got {kind!r}")
+    if kind not in MNIST_KINDS:
+        raise ValueError(f"kind: expected one of {MNIST_KINDS}, got {kind!r}")
     directory = Path(directory)
     img_path = _find(directory, _mnist_names(split, "images"))
     lab_path = _find(directory, _mnist_names(split, "labels"))
     images = read_idx(img_path, allowed_magics=(MNIST_IMAGES_MAGIC,))
+    if 0 in images.shape:
+        raise ValueError(f"{img_path}: expected at least one image of at least 1x1 pixels, "
+                         f"got shape {images.shape} (images, height, width)")
     labels = read_idx(lab_path, allowed_magics=(MNIST_LABELS_MAGIC,))
     if len(images) != len(labels):
         raise ValueError(f"{directory}: expected as many labels as images, got {len(labels)} "
@@ -173,4 +190,8 @@ def load_mnist_dir(directory, split="train", kind="grey"):
     if labels.size and labels.max() > 9:
         raise ValueError(f"{lab_path}: expected labels 0..9, got {int(labels.max())}")
     images = images[:, None]
-    return (to_binary(images) if kind == "binary" else images), labels
+    if kind == "binary":
+        images = static_binarize(images, STATIC_SEED + SPLITS.index(split))
+    elif kind == "binary-threshold":
+        images = to_binary(images)
+    return images, labels
