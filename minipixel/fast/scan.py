@@ -27,16 +27,137 @@ scan; the learned initial state h_{-1}, c_{-1} is one vector (h,) each per
 direction, broadcast over N and L. The only Python loop is over the steps;
 the backward runs the same loop in reverse (backpropagation through time).
 
-Speed: inside the scan the arrays are laid out channel-major, (D, G, S, N, L),
-so that one step is one matrix product per direction, (G, h*T) @ (h*T, N*L),
-and all four gate activations are one tanh (cell.py).
+Layout (speed)
+--------------
+Inside the scan every array is channel-major, and the positions of all N images
+share one last axis of M = (L + 1) * N entries, position-major (l, n): the
+first N entries are a padding slot for every image, where h is held at zero.
+A tap at offset +-1 (a shift by N entries) then reads that zero beyond an
+image's top or bottom edge, so K_ss @ taps_s needs no gathered copy of the taps:
+
+    Y = [K_0; ...; K_{T-1}] @ h_{s-1}          (D, T*G, h) @ (D, h, M): one product per step
+    pre_s[:, :, p] += Y_t[:, :, p + N * offset_t]  one shifted add per tap
+
+and the cell runs in place on preallocated buffers (cell.lstm_cell_step):
+
+    xg   (S, D, G, M)     the gate inputs, overwritten by the gate activations
+    hs   (S+1, D, h, M)   hs[s] = h_{s-1} (slot 0: the initial state)
+    cs   (S+1, D, h, M)   the same for c;  tcs (S, D, h, M) = tanh(c_s)
+
+step-major, so that each step reads and writes contiguous blocks. The backward
+goes through the same buffers; K_ss's gradient is one batched product per tap
+over all steps at once, after the loop.
 """
 from ..tensor import check_same, record
-from .cell import lstm_cell_backward, lstm_cell_forward
+from . import cell as fused_cell
 
 # K_ss as offsets along the positions of the previous step (see the notation above)
 ROW_OFFSETS = (-1, 0, 1)       # Row LSTM 1 x 3: columns c-1, c, c+1 of the previous row
 DIAGONAL_OFFSETS = (-1, 0)     # Diagonal 2 x 1: rows r-1 and r of the previous skewed column
+
+
+def shifted_add(dst, src, shift):
+    """dst[..., p] += src[..., p + shift] wherever p + shift is in range."""
+    if shift == 0:
+        dst += src
+    elif shift > 0:
+        dst[..., :-shift] += src[..., shift:]
+    else:
+        dst[..., -shift:] += src[..., :shift]
+
+
+def to_scan_layout(x, xp):
+    """(D, N, C, S, L) -> (S, D, C, M): step-major, positions (l, n), a zero padding slot."""
+    D, N, C, S, L = x.shape
+    out = xp.empty((S, D, C, L + 1, N), dtype=x.dtype)
+    out[:, :, :, 0] = 0
+    out[:, :, :, 1:] = x.transpose(3, 0, 2, 4, 1)
+    return out.reshape(S, D, C, (L + 1) * N)
+
+
+def from_scan_layout(a, N):
+    """(S, D, C, M) -> view (D, N, C, S, L): to_scan_layout undone, padding left out."""
+    S, D, C, M = a.shape
+    return a.reshape(S, D, C, M // N, N)[:, :, :, 1:].transpose(1, 4, 2, 0, 3)
+
+
+def check_offsets(offsets):
+    if any(abs(o) > 1 for o in offsets):
+        raise ValueError(f"lstm_scan: tap offsets must lie in -1..1, got {offsets}")
+
+
+class ScanCore:
+    """The scan on raw arrays in the scan layout (see the module docstring).
+
+    ``forward(xg, k_ss, h0, c0)`` -> hs; keeps what ``backward(g)`` needs."""
+
+    def __init__(self, offsets, N, xp):
+        check_offsets(offsets)
+        self.offsets, self.N, self.xp = tuple(offsets), N, xp
+
+    def forward(self, xg, k_ss, h0, c0):
+        """xg (S, D, G, M), overwritten; k_ss (D, G, h, KH, KW); h0, c0 (D, h) -> hs (S+1, D, h, M)."""
+        xp, N, offsets = self.xp, self.N, self.offsets
+        S, D, G, M = xg.shape
+        n, T, dt = G // 4, len(offsets), xg.dtype
+        K = k_ss.reshape(D, G, n, T).transpose(0, 3, 1, 2)            # (D, T, G, h)
+        K_stack = xp.ascontiguousarray(K).reshape(D, T * G, n)
+        self.K_T = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, T * n, G)
+        self.k_shape = k_ss.shape
+        s, off = fused_cell.gate_scale(xp, n, 3, dt)                   # (G, 1) each
+        self.s2, self.off = s * s, off
+        hs = xp.empty((S + 1, D, n, M), dtype=dt)
+        cs = xp.empty((S + 1, D, n, M), dtype=dt)
+        tcs = xp.empty((S, D, n, M), dtype=dt)
+        hs[0] = h0[:, :, None]
+        hs[0, :, :, :N] = 0
+        cs[0] = c0[:, :, None]
+        Y = xp.empty((D, T * G, M), dtype=dt)
+        tmp = xp.empty((D, n, M), dtype=dt)
+        for step in range(S):
+            pre = xg[step]                                             # (D, G, M), in place
+            xp.matmul(K_stack, hs[step], out=Y)                        # every tap at once
+            for t, o in enumerate(offsets):
+                shifted_add(pre, Y[:, t * G:(t + 1) * G], o * N)
+            fused_cell.lstm_cell_step(pre, cs[step], cs[step + 1], tcs[step], hs[step + 1],
+                                      tmp, s, off, xp)
+            hs[step + 1, :, :, :N] = 0
+        self.act, self.hs, self.cs, self.tcs = xg, hs, cs, tcs
+        return hs
+
+    def backward(self, g):
+        """g (S, D, h, M), the gradient of h_0..h_{S-1} (zero in the padding slots)
+        -> d xg (S, D, G, M), d k_ss, d h0 (D, h), d c0 (D, h)."""
+        xp, N, offsets = self.xp, self.N, self.offsets
+        act, hs, cs, tcs = self.act, self.hs, self.cs, self.tcs
+        S, D, G, M = act.shape
+        n, T, dt = G // 4, len(offsets), act.dtype
+        dxg = xp.empty((S, D, G, M), dtype=dt)
+        dh = xp.empty((D, n, M), dtype=dt)
+        dh_prev = xp.zeros((D, n, M), dtype=dt)
+        dc = xp.zeros((D, n, M), dtype=dt)
+        Z = xp.empty((D, T * n, M), dtype=dt)
+        tmp, tmp_g = xp.empty((D, n, M), dtype=dt), xp.empty((D, G, M), dtype=dt)
+        for step in reversed(range(S)):
+            # 1. the cell: h_s gets gradient from the output and from step s+1
+            xp.add(g[step], dh_prev, out=dh)
+            dpre = dxg[step]
+            fused_cell.lstm_cell_step_backward(dh, dc, act[step], cs[step], tcs[step], self.s2,
+                                               self.off, dpre, tmp, tmp_g, xp)
+            # 2. pre_s = x_gates[s] + sum_t K_t @ (h_{s-1} shifted by offset_t)
+            xp.matmul(self.K_T, dpre, out=Z)
+            dh_prev[...] = 0
+            for t, o in enumerate(offsets):
+                shifted_add(dh_prev, Z[:, t * n:(t + 1) * n], -o * N)
+            dh_prev[..., :N] = 0                       # h is held at zero there
+        # K_t's gradient, all steps at once: sum_s,p dpre_s[p] h_{s-1}[p + N offset_t]
+        h_prev = hs[:S].transpose(0, 1, 3, 2)                   # (S, D, M, h)
+        dK = xp.empty((D, T, G, n), dtype=dt)
+        for t, o in enumerate(offsets):
+            lo, hi = max(0, -o * N), M - max(0, o * N)
+            dK[:, t] = xp.matmul(dxg[..., lo:hi], h_prev[:, :, lo + o * N:hi + o * N]).sum(axis=0)
+        dK = dK.transpose(0, 2, 3, 1).reshape(self.k_shape)
+        return dxg, dK, dh_prev.sum(axis=2), dc.sum(axis=2)
 
 
 def lstm_scan(x_gates, k_ss, h0, c0, offsets):
@@ -53,58 +174,11 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
     if K.shape[:3] != (D, G, n) or K.shape[3] * K.shape[4] != T:
         raise ValueError(f"lstm_scan: state kernel must be (4h, h, ...) with {T} taps per "
                          f"direction, got {k_ss.shape} for x_gates {x_gates.shape}")
-    K_shape = K.shape                                             # (D, 4h, h, KH, KW)
-    K = K.reshape(D, G, n * T)
-    xg = xp.ascontiguousarray(xg.transpose(0, 2, 3, 1, 4))        # (D, G, S, N, L)
-
-    def state_taps(h_prev):                       # (D, h, N, L) -> (D, h, T, N, L)
-        taps = xp.zeros((D, n, T, N, L), dtype=h_prev.dtype)
-        for t, o in enumerate(offsets):
-            if o >= 0:
-                taps[:, :, t, :, :L - o] = h_prev[..., o:]
-            else:
-                taps[:, :, t, :, -o:] = h_prev[..., :o]
-        return taps
-
-    # Forward: one LSTM step per s; keep the cell caches (the taps are rebuilt from hs).
-    h_init = xp.broadcast_to(h0.data.reshape(D, n, 1, 1), (D, n, N, L))
-    c_prev = xp.broadcast_to(c0.data.reshape(D, n, 1, 1), (D, n, N, L))
-    hs = xp.empty((D, n, S, N, L), dtype=xg.dtype)
-    caches = []
-    for s in range(S):
-        taps = state_taps(hs[:, :, s - 1] if s else h_init)
-        pre = xg[:, :, s] + (K @ taps.reshape(D, n * T, N * L)).reshape(D, G, N, L)
-        hs[:, :, s], c_prev, cache = lstm_cell_forward(pre, c_prev, xp)
-        caches.append(cache)
-
-    xg_shape = xg.shape
-    del xg                       # the backward needs the caches, not the gates
+    core = ScanCore(offsets, N, xp)
+    hs = core.forward(to_scan_layout(xg, xp), K, h0.data, c0.data)
 
     def backward(g):
-        g = xp.ascontiguousarray(g.transpose(0, 2, 3, 1, 4))
-        dxg = xp.empty(xg_shape, dtype=hs.dtype)
-        dK = xp.zeros_like(K)
-        dh_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
-        dc_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
-        for s in reversed(range(S)):
-            # 1. the cell: h_s and c_s get gradient from the output and from step s+1
-            dpre, dc_next = lstm_cell_backward(g[:, :, s] + dh_next, dc_next, caches[s], xp)
-            dxg[:, :, s] = dpre
-            # 2. pre_s = x_gates[s] + K @ taps_s
-            dpre = dpre.reshape(D, G, N * L)
-            taps = state_taps(hs[:, :, s - 1] if s else h_init).reshape(D, n * T, N * L)
-            dK += dpre @ taps.transpose(0, 2, 1)
-            dtaps = (K.transpose(0, 2, 1) @ dpre).reshape(D, n, T, N, L)
-            # 3. taps_s are shifted copies of h_{s-1}: shift each tap's gradient back
-            dh_next = xp.zeros((D, n, N, L), dtype=hs.dtype)
-            for t, o in enumerate(offsets):
-                if o >= 0:
-                    dh_next[..., o:] += dtaps[:, :, t, :, :L - o]
-                else:
-                    dh_next[..., :o] += dtaps[:, :, t, :, -o:]
-        dxg = dxg.transpose(0, 3, 1, 2, 4)                          # (D, N, G, S, L)
-        dK = dK.reshape(K_shape)
-        return dxg, dK, dh_next.sum(axis=(2, 3)), dc_next.sum(axis=(2, 3))
-
-    out = hs.transpose(0, 3, 1, 2, 4)                                 # (D, N, h, S, L)
-    return record(out, (x_gates, k_ss, h0, c0), backward, "lstm_scan")
+        dxg, dK, dh0, dc0 = core.backward(to_scan_layout(g, xp))
+        return from_scan_layout(dxg, N), dK, dh0, dc0
+    return record(from_scan_layout(hs[1:], N), (x_gates, k_ss, h0, c0), backward,
+                  "lstm_scan")
