@@ -251,7 +251,8 @@ def orchestrate(args, kinds, settings, models):
         for setting in settings:
             for model in models:
                 jobs = {k: dict(kind=k, model=model, setting=setting, threads=threads,
-                                reps=args.reps, warmup=args.warmup) for k in kinds}
+                                reps=args.paper_reps or args.reps if k == "paper" else args.reps,
+                                warmup=args.warmup) for k in kinds}
                 results = {k: [] for k in kinds}
                 rates = []
                 for rnd in range(args.processes):
@@ -366,6 +367,8 @@ def main(argv=None):
     ap.add_argument("--processes", type=int, default=3, help="processes per framework (rounds)")
     ap.add_argument("--reps", type=int, default=3, help="timed steps per process")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per process first")
+    ap.add_argument("--paper-reps", type=int, default=None,
+                    help="timed steps per paper-path process (default: --reps)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--settings", default="default",
                     help="'default' (binary and rgb), 'binary', 'rgb', 'cifar' (the paper's "

@@ -58,7 +58,10 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     del gates
     # 3. the scan over skewed columns, then unskew
     core = ScanCore(offsets, N, xp)
-    hs = core.forward(xg.reshape(S, D, G, (H + 1) * N), k_ss.data, h0.data, c0.data)
+    # skewed column j reaches the image's right edge at row j - W + 1: the rows above
+    # it are right of the image, where no output looks; they are not computed
+    live = [N * (1 + max(0, j - W + 1)) for j in range(S)]
+    hs = core.forward(xg.reshape(S, D, G, (H + 1) * N), k_ss.data, h0.data, c0.data, live)
     hs = hs[1:].reshape(S, D, n, H + 1, N)
     out = xp.empty((D, n, H, W, N), dtype=dt)
     for d in range(D):

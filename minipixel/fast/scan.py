@@ -56,14 +56,18 @@ ROW_OFFSETS = (-1, 0, 1)       # Row LSTM 1 x 3: columns c-1, c, c+1 of the prev
 DIAGONAL_OFFSETS = (-1, 0)     # Diagonal 2 x 1: rows r-1 and r of the previous skewed column
 
 
-def shifted_add(dst, src, shift):
-    """dst[..., p] += src[..., p + shift] wherever p + shift is in range."""
-    if shift == 0:
-        dst += src
-    elif shift > 0:
-        dst[..., :-shift] += src[..., shift:]
-    else:
-        dst[..., -shift:] += src[..., :shift]
+def add_shifted(dst, src, start):
+    """dst[..., p] += src[..., p + start] wherever p + start is within src."""
+    n = min(dst.shape[-1], src.shape[-1] - start)
+    if n > 0:
+        dst[..., :n] += src[..., start:start + n]
+
+
+def add_shifted_back(dst, src, start):
+    """The adjoint: dst[..., p + start] += src[..., p] wherever p + start is within dst."""
+    n = min(src.shape[-1], dst.shape[-1] - start)
+    if n > 0:
+        dst[..., start:start + n] += src[..., :n]
 
 
 def to_scan_layout(x, xp):
@@ -89,66 +93,76 @@ def check_offsets(offsets):
 class ScanCore:
     """The scan on raw arrays in the scan layout (see the module docstring).
 
-    ``forward(xg, k_ss, h0, c0)`` -> hs; keeps what ``backward(g)`` needs."""
+    ``forward(xg, k_ss, h0, c0, live)`` -> hs; keeps what ``backward(g)`` needs.
+    live[s] (a multiple of N, at least N) is the first position step s computes;
+    the positions before it are left at zero (the Diagonal LSTM's skewed map right
+    of the image, which no output sees). It must not rise by more than N a step,
+    since a live position reads the row above it in the previous step."""
 
     def __init__(self, offsets, N, xp):
         check_offsets(offsets)
         self.offsets, self.N, self.xp = tuple(offsets), N, xp
 
-    def forward(self, xg, k_ss, h0, c0):
+    def forward(self, xg, k_ss, h0, c0, live=None):
         """xg (S, D, G, M), overwritten; k_ss (D, G, h, KH, KW); h0, c0 (D, h) -> hs (S+1, D, h, M)."""
         xp, N, offsets = self.xp, self.N, self.offsets
         S, D, G, M = xg.shape
         n, T, dt = G // 4, len(offsets), xg.dtype
+        self.live = live = [N] * S if live is None else list(live)
         K = k_ss.reshape(D, G, n, T).transpose(0, 3, 1, 2)            # (D, T, G, h)
         K_stack = xp.ascontiguousarray(K).reshape(D, T * G, n)
         self.K_T = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, T * n, G)
         self.k_shape = k_ss.shape
         s, off = fused_cell.gate_scale(xp, n, 3, dt)                   # (G, 1) each
         self.s2, self.off = s * s, off
-        hs = xp.empty((S + 1, D, n, M), dtype=dt)
+        hs = xp.zeros((S + 1, D, n, M), dtype=dt)        # padding slots stay zero
         cs = xp.empty((S + 1, D, n, M), dtype=dt)
         tcs = xp.empty((S, D, n, M), dtype=dt)
-        hs[0] = h0[:, :, None]
-        hs[0, :, :, :N] = 0
+        hs[0, :, :, N:] = h0[:, :, None]
         cs[0] = c0[:, :, None]
         Y = xp.empty((D, T * G, M), dtype=dt)
         tmp = xp.empty((D, n, M), dtype=dt)
         for step in range(S):
-            pre = xg[step]                                             # (D, G, M), in place
-            xp.matmul(K_stack, hs[step], out=Y)                        # every tap at once
+            lo = live[step]
+            pre = xg[step][..., lo:]                                   # (D, G, M - lo), in place
+            Yw = Y[..., :M - lo + N]                                   # from the row above lo
+            xp.matmul(K_stack, hs[step][..., lo - N:], out=Yw)         # every tap at once
             for t, o in enumerate(offsets):
-                shifted_add(pre, Y[:, t * G:(t + 1) * G], o * N)
-            fused_cell.lstm_cell_step(pre, cs[step], cs[step + 1], tcs[step], hs[step + 1],
-                                      tmp, s, off, xp)
-            hs[step + 1, :, :, :N] = 0
+                add_shifted(pre, Yw[:, t * G:(t + 1) * G], N + o * N)
+            fused_cell.lstm_cell_step(pre, cs[step][..., lo:], cs[step + 1][..., lo:],
+                                      tcs[step][..., lo:], hs[step + 1][..., lo:],
+                                      tmp[..., lo:], s, off, xp)
         self.act, self.hs, self.cs, self.tcs = xg, hs, cs, tcs
         return hs
 
     def backward(self, g):
         """g (S, D, h, M), the gradient of h_0..h_{S-1} (zero in the padding slots)
         -> d xg (S, D, G, M), d k_ss, d h0 (D, h), d c0 (D, h)."""
-        xp, N, offsets = self.xp, self.N, self.offsets
+        xp, N, offsets, live = self.xp, self.N, self.offsets, self.live
         act, hs, cs, tcs = self.act, self.hs, self.cs, self.tcs
         S, D, G, M = act.shape
         n, T, dt = G // 4, len(offsets), act.dtype
-        dxg = xp.empty((S, D, G, M), dtype=dt)
+        dxg = xp.zeros((S, D, G, M), dtype=dt)
         dh = xp.empty((D, n, M), dtype=dt)
         dh_prev = xp.zeros((D, n, M), dtype=dt)
         dc = xp.zeros((D, n, M), dtype=dt)
         Z = xp.empty((D, T * n, M), dtype=dt)
         tmp, tmp_g = xp.empty((D, n, M), dtype=dt), xp.empty((D, G, M), dtype=dt)
         for step in reversed(range(S)):
+            lo = live[step]
             # 1. the cell: h_s gets gradient from the output and from step s+1
-            xp.add(g[step], dh_prev, out=dh)
-            dpre = dxg[step]
-            fused_cell.lstm_cell_step_backward(dh, dc, act[step], cs[step], tcs[step], self.s2,
-                                               self.off, dpre, tmp, tmp_g, xp)
+            xp.add(g[step][..., lo:], dh_prev[..., lo:], out=dh[..., lo:])
+            dpre = dxg[step][..., lo:]
+            fused_cell.lstm_cell_step_backward(dh[..., lo:], dc[..., lo:], act[step][..., lo:],
+                                               cs[step][..., lo:], tcs[step][..., lo:], self.s2,
+                                               self.off, dpre, tmp[..., lo:], tmp_g[..., lo:], xp)
             # 2. pre_s = x_gates[s] + sum_t K_t @ (h_{s-1} shifted by offset_t)
-            xp.matmul(self.K_T, dpre, out=Z)
-            dh_prev[...] = 0
+            Zw = Z[..., :M - lo]
+            xp.matmul(self.K_T, dpre, out=Zw)
+            window = dh_prev[..., lo - N:]                            # the row above lo on
+            window[...] = 0
             for t, o in enumerate(offsets):
-                shifted_add(dh_prev, Z[:, t * n:(t + 1) * n], -o * N)
+                add_shifted_back(window, Zw[:, t * n:(t + 1) * n], N + o * N)
             dh_prev[..., :N] = 0                       # h is held at zero there
         # K_t's gradient, all steps at once: sum_s,p dpre_s[p] h_{s-1}[p + N offset_t]
         h_prev = hs[:S].transpose(0, 1, 3, 2)                   # (S, D, M, h)
