@@ -35,8 +35,8 @@ first N entries are a padding slot for every image, where h is held at zero.
 A tap at offset +-1 (a shift by N entries) then reads that zero beyond an
 image's top or bottom edge, so K_ss @ taps_s needs no gathered copy of the taps:
 
-    Y = [K_0; ...; K_{T-1}] @ h_{s-1}          (D, T*G, h) @ (D, h, M): one product per step
-    pre_s[:, :, p] += Y_t[:, :, p + N * offset_t]  one shifted add per tap
+    taps[t, :, p] = h_{s-1}[:, p + N * offset_t]   T row copies (zero beyond the last row)
+    pre_s += K_ss @ taps                          (D, G, T*h) @ (D, T*h, M): one product
 
 and the cell runs in place on preallocated buffers (cell.lstm_cell_step):
 
@@ -54,13 +54,6 @@ from . import cell as fused_cell
 # K_ss as offsets along the positions of the previous step (see the notation above)
 ROW_OFFSETS = (-1, 0, 1)       # Row LSTM 1 x 3: columns c-1, c, c+1 of the previous row
 DIAGONAL_OFFSETS = (-1, 0)     # Diagonal 2 x 1: rows r-1 and r of the previous skewed column
-
-
-def add_shifted(dst, src, start):
-    """dst[..., p] += src[..., p + start] wherever p + start is within src."""
-    n = min(dst.shape[-1], src.shape[-1] - start)
-    if n > 0:
-        dst[..., :n] += src[..., start:start + n]
 
 
 def add_shifted_back(dst, src, start):
@@ -109,9 +102,9 @@ class ScanCore:
         S, D, G, M = xg.shape
         n, T, dt = G // 4, len(offsets), xg.dtype
         self.live = live = [N] * S if live is None else list(live)
-        K = k_ss.reshape(D, G, n, T).transpose(0, 3, 1, 2)            # (D, T, G, h)
-        K_stack = xp.ascontiguousarray(K).reshape(D, T * G, n)
-        self.K_T = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, T * n, G)
+        K = k_ss.reshape(D, G, n, T)
+        K_taps = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, G, T * n)
+        self.K_T = xp.ascontiguousarray(K.transpose(0, 3, 2, 1)).reshape(D, T * n, G)
         self.k_shape = k_ss.shape
         s, off = fused_cell.gate_scale(xp, n, 3, dt)                   # (G, 1) each
         self.s2, self.off = s * s, off
@@ -120,15 +113,19 @@ class ScanCore:
         tcs = xp.empty((S, D, n, M), dtype=dt)
         hs[0, :, :, N:] = h0[:, :, None]
         cs[0] = c0[:, :, None]
-        Y = xp.empty((D, T * G, M), dtype=dt)
+        taps = xp.zeros((D, T, n, M), dtype=dt)          # beyond the last row: stays zero
+        Y = xp.empty((D, G, M), dtype=dt)
         tmp = xp.empty((D, n, M), dtype=dt)
         for step in range(S):
             lo = live[step]
+            h_prev = hs[step]
+            for t, o in enumerate(offsets):                           # taps[p] = h[p + N o]
+                end = min(M, M - o * N)
+                taps[:, t, :, lo:end] = h_prev[..., lo + o * N:end + o * N]
             pre = xg[step][..., lo:]                                   # (D, G, M - lo), in place
-            Yw = Y[..., :M - lo + N]                                   # from the row above lo
-            xp.matmul(K_stack, hs[step][..., lo - N:], out=Yw)         # every tap at once
-            for t, o in enumerate(offsets):
-                add_shifted(pre, Yw[:, t * G:(t + 1) * G], N + o * N)
+            Yw = Y[..., lo:]
+            xp.matmul(K_taps, taps.reshape(D, T * n, M)[..., lo:], out=Yw)
+            pre += Yw
             fused_cell.lstm_cell_step(pre, cs[step][..., lo:], cs[step + 1][..., lo:],
                                       tcs[step][..., lo:], hs[step + 1][..., lo:],
                                       tmp[..., lo:], s, off, xp)
