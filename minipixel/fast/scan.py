@@ -33,9 +33,9 @@ Inside the scan every array is channel-major, and the positions of all N images
 share one last axis of M = (L + 1) * N entries, position-major (l, n): the
 first N entries are a padding slot for every image, where h is held at zero.
 A tap at offset +-1 (a shift by N entries) then reads that zero beyond an
-image's top or bottom edge, so K_ss @ taps_s needs no gathered copy of the taps:
+image's top or bottom edge, so the taps are whole-row copies, not a gather:
 
-    taps[t, :, p] = h_{s-1}[:, p + N * offset_t]   T row copies (zero beyond the last row)
+    taps[t, :, p] = h_{s-1}[:, p + N * offset_t]   T copies of h (zero beyond the last row)
     pre_s += K_ss @ taps                          (D, G, T*h) @ (D, T*h, M): one product
 
 and the cell runs in place on preallocated buffers (cell.lstm_cell_step):
@@ -57,7 +57,7 @@ DIAGONAL_OFFSETS = (-1, 0)     # Diagonal 2 x 1: rows r-1 and r of the previous 
 
 
 def add_shifted_back(dst, src, start):
-    """The adjoint: dst[..., p + start] += src[..., p] wherever p + start is within dst."""
+    """The taps' adjoint: dst[..., p + start] += src[..., p] wherever p + start is within dst."""
     n = min(src.shape[-1], dst.shape[-1] - start)
     if n > 0:
         dst[..., start:start + n] += src[..., :n]
@@ -72,10 +72,10 @@ def to_scan_layout(x, xp):
     return out.reshape(S, D, C, (L + 1) * N)
 
 
-def from_scan_layout(a, N):
+def from_scan_layout(a, N, L):
     """(S, D, C, M) -> view (D, N, C, S, L): to_scan_layout undone, padding left out."""
-    S, D, C, M = a.shape
-    return a.reshape(S, D, C, M // N, N)[:, :, :, 1:].transpose(1, 4, 2, 0, 3)
+    S, D, C, _ = a.shape
+    return a.reshape(S, D, C, L + 1, N)[:, :, :, 1:].transpose(1, 4, 2, 0, 3)
 
 
 def check_offsets(offsets):
@@ -190,6 +190,6 @@ def lstm_scan(x_gates, k_ss, h0, c0, offsets):
 
     def backward(g):
         dxg, dK, dh0, dc0 = core.backward(to_scan_layout(g, xp))
-        return from_scan_layout(dxg, N), dK, dh0, dc0
-    return record(from_scan_layout(hs[1:], N), (x_gates, k_ss, h0, c0), backward,
+        return from_scan_layout(dxg, N, L), dK, dh0, dc0
+    return record(from_scan_layout(hs[1:], N, L), (x_gates, k_ss, h0, c0), backward,
                   "lstm_scan")

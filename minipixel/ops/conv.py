@@ -69,7 +69,7 @@ def im2col(xpad_t, taps, OH, OW):
         return xpad_t.reshape(C, N * OH * OW)
     flat = xpad_t.reshape(C, N * Hp * Wp)
     offsets = tap_offsets(taps, Wp)
-    Q = N * Hp * Wp - max(offsets, default=0)
+    Q = max(0, N * Hp * Wp - max(offsets, default=0))     # 0 for an empty batch
     col = xp.empty((C, len(taps), Q), dtype=xpad_t.dtype)
     for t, o in enumerate(offsets):
         col[:, t] = flat[:, o:o + Q]
