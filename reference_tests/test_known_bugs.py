@@ -101,7 +101,8 @@ def test_sigmoid_on_g_fails_the_cell_reference_check(monkeypatch):
 
 
 def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
-    """The paper Row LSTM and the fast one agree; a sigmoid on g in either breaks that."""
+    """The paper Row LSTM and the fast one agree; a sigmoid on g in either breaks that;
+    the same for the fast Diagonal BiLSTM's in-place cell."""
     rng = np.random.default_rng(4)
     paper = RowLSTMLayer(3, 3, rng, np.float64)
     fused = fast.FastRowLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
@@ -114,6 +115,13 @@ def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(row_module, "lstm_cell", cell_from_ops(sigmoid))   # the paper layer's cell
         assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
+    with monkeypatch.context() as m:
+        m.setattr(fast_scan_module, "lstm_cell_forward", faulty_cell_forward)   # lstm_scan's
+        assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
+    # the Diagonal BiLSTM's scan (ScanCore) runs the cell in place: the same check there
+    paper = DiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
+    fused = fast.FastDiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
+    np.testing.assert_allclose(hidden(fused), hidden(paper), rtol=1e-12, atol=1e-12)
     monkeypatch.setattr(fast_scan_module.fused_cell, "lstm_cell_step", faulty_cell_step)
     assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
 
