@@ -29,7 +29,7 @@ model, setting and thread count:
   over the float32 matrix-product rate measured in the same run, in its own
   processes interleaved with the others, at the same thread count;
 - peak memory: the rise of the process's resident-set peak (Linux VmHWM, reset
-  just before) over its warm-up steps.
+  just before) over its steps.
 
 Sampling (--sampling-only, or after the steps unless --no-sampling): naive (a
 forward pass per sub-pixel) against the cached sampler, same seed, same images,
@@ -195,13 +195,12 @@ def worker(job):
         f.write("5")
     for _ in range(job["warmup"]):
         step()
-    peak = (_status_kb("VmHWM") - before) / 1024
     times = []
     for _ in range(job["reps"]):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    return dict(times=times, peak_mb=peak)
+    return dict(times=times, peak_mb=(_status_kb("VmHWM") - before) / 1024)
 
 
 def sampling_times(job):
