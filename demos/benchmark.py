@@ -1,27 +1,39 @@
-"""Benchmark: minipixel against a straightforward PyTorch port, in the same run.
+"""Benchmark: minipixel against a PyTorch peer, and against this machine's matrix-product rate.
 
-    python demos/benchmark.py            # everything (~10 min on 2 cores)
-    python demos/benchmark.py --quick    # fewer repetitions, smaller sampling
-    python demos/benchmark.py --device cuda --no-torch --settings all   # on a GPU
+    python demos/benchmark.py                       # 1 and 2 threads, 3 processes each (long)
+    python demos/benchmark.py --threads 1 --settings binary --models diagonal
+    python demos/benchmark.py --settings cifar --reps 1 --no-paper   # the paper's CIFAR-10 size
+    python demos/benchmark.py --sampling-only       # cached against naive sampling
+    python demos/benchmark.py --baseline DIR        # also time the fast path of another checkout
+    python demos/benchmark.py --oracle              # also time the cross-check oracle's port
+    python demos/benchmark.py --device cuda --no-torch --settings all   # on a GPU (in-process)
 
-The PyTorch peer is reference_tests/torch_oracle.py (torch's conv2d, its
-autograd, a Python loop over the recurrence), loaded with the same weights;
-both train with RMSProp on the same images, float32, after warm-up, with the
-repetitions interleaved. Printed per model and setting:
+Every timing runs in a fresh process with the thread count set before NumPy
+and torch load (OMP/OPENBLAS/MKL_NUM_THREADS and torch.set_num_threads); for
+each model and setting, the frameworks' processes are interleaved (round 1:
+minipixel, paper path, PyTorch, ...; round 2 rotated; --processes rounds), and
+a process runs warm-up steps, then --reps timed training steps (forward,
+backward, RMSProp step, float32, batch 16, same weights and images). Printed per
+model, setting and thread count:
 
-- train step: median ms of (forward, backward, optimizer step) for each, and
-  the ratio minipixel / PyTorch; minipixel runs its default fast path, and the
-  "paper" column times the paper path (fast=False: the layers written from
-  engine ops, minipixel/layers/) on the same weights and images (--no-paper
-  leaves it out);
+- the median step over all processes' timed steps, and the spread: the lowest
+  and highest of the per-process medians;
+- fast: minipixel's default path; paper: the paper path (fast=False, the layers
+  written from engine ops); torch: the PyTorch peer (demos/torch_peer.py: what a
+  competent PyTorch user writes; eager, masked weights multiplied in each
+  forward); oracle (--oracle): the cross-check oracle's port
+  (reference_tests/torch_oracle.py), to show the peer is not slower; base
+  (--baseline DIR): minipixel's fast path from another checkout (before/after);
 - BLAS bound: the step's multiply-adds (every conv, including the recurrent
   state-to-state products, dense kernels, x3 for forward and both gradients)
-  over this machine's float32 matrix-product rate measured in this run; the
-  ratio says how far each step is from pure matrix-product time;
-- peak memory: the rise of the resident set's peak (Linux VmHWM, reset just
-  before) over two steps, each framework in a fresh subprocess;
-- sampling 16 images of 28x28: naive (a forward pass per sub-pixel) against
-  the cached sampler (minipixel/sampling/cached.py), same seed, same images.
+  over the float32 matrix-product rate measured in the same run, in its own
+  processes interleaved with the others, at the same thread count;
+- peak memory: the rise of the process's resident-set peak (Linux VmHWM, reset
+  just before) over its steps.
+
+Sampling (--sampling-only, or after the steps unless --no-sampling): naive (a
+forward pass per sub-pixel) against the cached sampler, same seed, same images,
+binary 28x28 and RGB 32x32 with 256 levels, one thread.
 No timing here is asserted anywhere; the README quotes this script's table.
 """
 import argparse
@@ -49,6 +61,8 @@ SETTINGS = {
                                      size=32),
 }
 DEFAULT_SETTINGS = list(SETTINGS)[:2]
+SETTING_NAMES = {"default": DEFAULT_SETTINGS, "all": list(SETTINGS), "binary": list(SETTINGS)[:1],
+                 "rgb": list(SETTINGS)[1:2], "cifar": list(SETTINGS)[2:]}
 # a few seconds anywhere: checks that the script runs (--settings smoke), measures nothing
 SMOKE = {"smoke 6x6 h4 L2": dict(channels=3, levels=256, h=4, layers=2, out_hidden=8, size=6)}
 MODELS = ["pixelcnn", "rowlstm", "diagonal"]
@@ -85,20 +99,30 @@ def synchronize(device):
         cuda_module().cuda.Device().synchronize()
 
 
-def torch_step_fn(cfg, images, model):
+def torch_step_fn(cfg, images, model, oracle=False):
+    """A training step of the PyTorch peer (demos/torch_peer.py), or with oracle=True of
+    the cross-check oracle's port (reference_tests/torch_oracle.py), on model's weights."""
     import torch
     import torch_oracle
+    sys.path.insert(0, os.path.join(ROOT, "demos"))
+    import torch_peer
     torch.manual_seed(0)
-    params = {k: torch.tensor(v, requires_grad=True) for k, v in model.state_dict().items()}
+    params = {k: torch.tensor(to_device(v, "cpu"), requires_grad=True)
+              for k, v in model.state_dict().items()}
     images = to_device(images, "cpu")
     masks = {k: m.float() for k, m in torch_oracle.model_masks(cfg).items()}
-    net = torch_oracle.Net(cfg, params, masks)
     opt = torch.optim.RMSprop(list(params.values()), lr=LR, alpha=0.95, eps=1e-8)
     timages = torch.tensor(images, dtype=torch.int64)
+    if oracle:
+        net = torch_oracle.Net(cfg, params, masks)
+        loss = lambda: net.forward(timages)["nll"].mean()  # noqa: E731
+    else:
+        peer = torch_peer.Peer(cfg, params, masks)
+        loss = lambda: peer.loss(timages)  # noqa: E731
 
     def step():
         opt.zero_grad()
-        net.forward(timages)["nll"].mean().backward()
+        loss().backward()
         opt.step()
     return step
 
@@ -140,20 +164,7 @@ def timed_interleaved(fns, reps, warmup=2):
     return [float(np.median(ts)) for ts in times]
 
 
-def memory_probe(framework, model, setting):
-    """In a fresh process: rise of max RSS (MB) over two training steps."""
-    cfg, size = config(model, setting)
-    images = images_for(cfg, size)
-    step, net = minipixel_step_fn(cfg, images)
-    if framework == "torch":
-        step = torch_step_fn(cfg, images, net)
-    before = _status_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:      # Linux: reset the peak (VmHWM) to now
-        f.write("5")
-    step()
-    step()
-    return (_status_kb("VmHWM") - before) / 1024
-
+# ---- one process: one framework's timed steps ---------------------------------------------
 
 def _status_kb(field):
     with open("/proc/self/status") as f:
@@ -162,54 +173,150 @@ def _status_kb(field):
                 return int(line.split()[1])
 
 
-def peak_mb(framework, model, setting):
-    out = subprocess.run([sys.executable, __file__, "--memory-probe", framework, model, setting],
-                         capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def worker(job):
+    """In a fresh process: job = dict(kind, model, setting, threads, reps, warmup)
+    -> dict(times=[s...], peak_mb) for a training step, or dict(rate) for kind 'gemm',
+    or dict(naive_s, cached_s, same) for kind 'sampling'."""
+    if job["kind"] == "gemm":
+        return dict(rate=gemm_rate())
+    if job["kind"] == "sampling":
+        return sampling_times(job)
+    if job["kind"] in ("torch", "oracle"):
+        import torch
+        torch.set_num_threads(job["threads"])
+    cfg, size = config(job["model"], job["setting"])
+    images = images_for(cfg, size)
+    step, net = minipixel_step_fn(cfg, images, fast=job["kind"] != "paper")
+    if job["kind"] in ("torch", "oracle"):
+        step = torch_step_fn(cfg, images, net, oracle=job["kind"] == "oracle")
+    del net
+    before = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:      # Linux: reset the peak (VmHWM) to now
+        f.write("5")
+    for _ in range(job["warmup"]):
+        step()
+    times = []
+    for _ in range(job["reps"]):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return dict(times=times, peak_mb=(_status_kb("VmHWM") - before) / 1024)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="3 repetitions, 14x14 sampling")
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--no-sampling", action="store_true")
-    ap.add_argument("--sample-size", type=int, default=None,
-                    help="sampling image size (default 28, 14 with --quick)")
-    ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--settings", default="default",
-                    help="'default' (the two settings above), 'all', 'cifar' (the paper's "
-                         "CIFAR-10 size, 12 layers, h=128), or 'smoke' (tiny: checks it runs)")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                    help="where minipixel runs (PyTorch always runs on the CPU)")
-    ap.add_argument("--no-torch", action="store_true", help="time minipixel alone")
-    ap.add_argument("--no-paper", action="store_true", help="do not time the paper path")
-    ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.memory_probe:
-        print(memory_probe(*args.memory_probe))
-        return
-    reps = 3 if args.quick else args.reps
-    models = args.models.split(",")
-    try:
-        device = check_device(args.device)
-    except DeviceError as e:
-        sys.exit(f"benchmark: {e}")
-    settings = {"default": DEFAULT_SETTINGS, "all": list(SETTINGS),
-                "cifar": [s for s in SETTINGS if s.startswith("cifar")],
-                "smoke": list(SMOKE)}[args.settings]
-    use_torch = not args.no_torch
-    if device == "cuda":        # host RSS says nothing of GPU memory
-        args.no_memory = True
+def sampling_times(job):
+    """Cached and naive sampling of job['n'] images, same seed: seconds and whether equal."""
+    cfg, size = config(job["model"], job["setting"])
+    net = build(**cfg, seed=0, dtype=np.float32)
+    size = job.get("size") or size
+    t = time.perf_counter()
+    cached = sample(net, job["n"], size, size, seed=1, cached=True)
+    t_cached = time.perf_counter() - t
+    t = time.perf_counter()
+    naive = sample(net, job["n"], size, size, seed=1, cached=False)
+    t_naive = time.perf_counter() - t
+    return dict(cached_s=t_cached, naive_s=t_naive, same=bool((cached == naive).all()))
+
+
+def spawn(job, pythonpath=None):
+    """Run worker(job) in a fresh process with the job's thread count; its result."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(job.get("threads", 1))
+    paths = [pythonpath or ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {job} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(results):
+    """Per-process results -> median of all timed steps, lowest and highest process median (ms)."""
+    steps = [t for r in results for t in r["times"]]
+    medians = [float(np.median(r["times"])) for r in results]
+    return dict(ms=1e3 * float(np.median(steps)), lo=1e3 * min(medians), hi=1e3 * max(medians),
+                peak_mb=float(np.median([r["peak_mb"] for r in results])), processes=len(results))
+
+
+def orchestrate(args, kinds, settings, models):
+    """Every (threads, setting, model): --processes rounds of one process per framework,
+    rotated; a GEMM-rate process in each round. Prints a table; returns its rows."""
+    rows = []
+    print(f"{os.cpu_count()} cores; batch {BATCH}; float32; per framework {args.processes} "
+          f"processes x {args.reps} timed steps (after {args.warmup} warm-up), interleaved; "
+          f"ms: median step [lowest..highest process median]", flush=True)
+    for threads in args.threads:
+        for setting in settings:
+            for model in models:
+                jobs = {k: dict(kind=k, model=model, setting=setting, threads=threads,
+                                reps=args.paper_reps or args.reps if k == "paper" else args.reps,
+                                warmup=args.warmup) for k in kinds}
+                results = {k: [] for k in kinds}
+                rates = []
+                for rnd in range(args.processes):
+                    order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
+                    for k in order:
+                        base = args.baseline if k == "base" else None
+                        job = dict(jobs[k], kind="fast") if k == "base" else jobs[k]
+                        results[k].append(spawn(job, base))
+                    rates.append(spawn(dict(kind="gemm", threads=threads))["rate"])
+                rate = float(np.median(rates))
+                cfg, size = config(model, setting)
+                bound = 1e3 * step_macs(cfg, size) / rate
+                row = dict(threads=threads, setting=setting, model=model,
+                           gemm_gflops=2 * rate / 1e9, bound_ms=bound)
+                for k in kinds:
+                    row[k] = summarize(results[k])
+                if "torch" in row:
+                    row["fast_over_torch"] = row["fast"]["ms"] / row["torch"]["ms"]
+                row["fast_over_bound"] = row["fast"]["ms"] / bound
+                rows.append(row)
+                print_row(row, kinds)
+    return rows
+
+
+def print_row(row, kinds):
+    parts = [f"{row['threads']}T {row['setting']:24} {row['model']:9}"]
+    for k in kinds:
+        r = row[k]
+        parts.append(f"{k} {r['ms']:7.0f} [{r['lo']:.0f}..{r['hi']:.0f}] {r['peak_mb']:.0f}MB")
+    if "fast_over_torch" in row:
+        parts.append(f"fast/torch {row['fast_over_torch']:.2f}")
+    parts.append(f"bound {row['bound_ms']:.1f}ms ({row['gemm_gflops']:.0f} GFLOP/s) "
+                 f"fast/bound {row['fast_over_bound']:.1f}")
+    print(" | ".join(parts), flush=True)
+
+
+def sampling_rows(args, models):
+    """Cached against naive sampling, one thread, in fresh processes."""
+    rows = []
+    print(f"\nsampling {args.sample_n} images, one thread, same seed: naive (a forward pass "
+          f"per sub-pixel) against cached", flush=True)
+    for setting, size in (("binary 28x28 h16 L7", args.sample_size or 28),
+                          ("rgb 32x32 256 h32 L4", args.sample_size or 32)):
+        for model in models:
+            r = spawn(dict(kind="sampling", model=model, setting=setting, size=size,
+                           n=args.sample_n, threads=1))
+            r.update(setting=setting, model=model, size=size, speedup=r["naive_s"] / r["cached_s"])
+            rows.append(r)
+            print(f"{setting:24} {size}x{size} {model:9} naive {r['naive_s']:7.2f}s "
+                  f"cached {r['cached_s']:6.2f}s  {r['speedup']:6.1f}x  same images: {r['same']}",
+                  flush=True)
+    return rows
+
+
+# ---- in one process (a GPU, or the CuPy stand-in) ------------------------------------------
+
+def in_process(args, settings, models, device):
+    """All frameworks in this process, repetitions interleaved (the GPU check uses this)."""
+    reps, use_torch = args.reps, not args.no_torch
     rate = gemm_rate()
     print(f"float32 matrix-product rate here: {2 * rate / 1e9:.0f} GFLOP/s; "
           f"{os.cpu_count()} cores; batch {BATCH}; medians of {reps}")
     rows = []
-    header = (f"{'setting':22} {'model':9} {'minipixel':>10} {'paper':>9} {'PyTorch':>9} "
-              f"{'ratio':>6} {'BLAS bound':>10} {'mp/bound':>8} {'pt/bound':>8} {'mem mp':>7} "
-              f"{'mem pt':>7}")
-    print(header)
+    print(f"{'setting':22} {'model':9} {'minipixel':>10} {'paper':>9} {'PyTorch':>9} "
+          f"{'ratio':>6} {'BLAS bound':>10} {'mp/bound':>8} {'pt/bound':>8}")
     for setting in settings:
         for model in models:
             cfg, size = config(model, setting)
@@ -223,21 +330,17 @@ def main(argv=None):
             t = dict(zip(steps, timed_interleaved(list(steps.values()), reps)))
             t_mp, t_paper, t_pt = t["mp"], t.get("paper", float("nan")), t.get("pt", float("nan"))
             bound = step_macs(cfg, size) / rate
-            mem = ("", "") if args.no_memory else (
-                peak_mb("minipixel", model, setting),
-                peak_mb("torch", model, setting) if use_torch else float("nan"))
             row = dict(setting=setting, model=model, minipixel_ms=1e3 * t_mp,
                        paper_path_ms=1e3 * t_paper, torch_ms=1e3 * t_pt,
                        ratio=t_mp / t_pt, bound_ms=1e3 * bound, mp_over_bound=t_mp / bound,
-                       torch_over_bound=t_pt / bound, mem_mp_mb=mem[0], mem_torch_mb=mem[1])
+                       torch_over_bound=t_pt / bound)
             rows.append(row)
-            memtxt = "" if args.no_memory else f" {mem[0]:6.0f}M {mem[1]:6.0f}M"
             print(f"{setting:22} {model:9} {row['minipixel_ms']:8.0f}ms "
                   f"{row['paper_path_ms']:7.0f}ms {row['torch_ms']:7.0f}ms "
                   f"{row['ratio']:6.2f} {row['bound_ms']:8.1f}ms {row['mp_over_bound']:8.1f} "
-                  f"{row['torch_over_bound']:8.1f}{memtxt}", flush=True)
+                  f"{row['torch_over_bound']:8.1f}", flush=True)
     if not args.no_sampling:
-        size = args.sample_size or (14 if args.quick else 28)
+        size = args.sample_size or 28
         print(f"\nsampling 16 images of {size}x{size} (binary, h=16, 7 layers)")
         print(f"{'model':9} {'naive':>9} {'cached':>9} {'speed-up':>8} same images")
         for model in models:
@@ -254,6 +357,57 @@ def main(argv=None):
                              speedup=t_naive / t_cached, same=same))
             print(f"{model:9} {t_naive:8.2f}s {t_cached:8.2f}s {t_naive / t_cached:7.1f}x {same}",
                   flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 (default)")
+    ap.add_argument("--processes", type=int, default=3, help="processes per framework (rounds)")
+    ap.add_argument("--reps", type=int, default=3, help="timed steps per process")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per process first")
+    ap.add_argument("--paper-reps", type=int, default=None,
+                    help="timed steps per paper-path process (default: --reps)")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--settings", default="default",
+                    help="'default' (binary and rgb), 'binary', 'rgb', 'cifar' (the paper's "
+                         "CIFAR-10 size: 12 layers, h=128), 'all', or 'smoke' (tiny: checks it runs)")
+    ap.add_argument("--no-paper", action="store_true", help="do not time the paper path")
+    ap.add_argument("--no-torch", action="store_true", help="time minipixel alone")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also time the cross-check oracle's PyTorch port")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time the fast path of the minipixel checkout in DIR")
+    ap.add_argument("--no-sampling", action="store_true")
+    ap.add_argument("--sampling-only", action="store_true")
+    ap.add_argument("--sample-n", type=int, default=1, help="images per sampling run")
+    ap.add_argument("--sample-size", type=int, default=None,
+                    help="sampling image size (default: the setting's, 28 and 32)")
+    ap.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where minipixel runs; cuda runs in this process (PyTorch on the CPU)")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    models = args.models.split(",")
+    try:
+        device = check_device(args.device)
+    except DeviceError as e:
+        sys.exit(f"benchmark: {e}")
+    settings = list(SMOKE) if args.settings == "smoke" else SETTING_NAMES[args.settings]
+    if device == "cuda":
+        rows = in_process(args, settings, models, device)
+    else:
+        args.threads = [int(t) for t in args.threads.split(",")]
+        kinds = ["fast"] + ([] if args.no_paper else ["paper"]) + \
+            ([] if args.no_torch else ["torch"]) + (["oracle"] if args.oracle else []) + \
+            (["base"] if args.baseline else [])
+        rows = [] if args.sampling_only else orchestrate(args, kinds, settings, models)
+        if args.sampling_only or not args.no_sampling:
+            rows += sampling_rows(args, models)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -228,7 +228,8 @@ def test_kept_taps_of_causal_masks():
 
 @pytest.mark.parametrize("K,include_centre,expected", [(7, False, 24), (3, True, 5), (5, False, 12)])
 def test_masked_conv_gathers_only_kept_taps(device, monkeypatch, K, include_centre, expected):
-    """The tap-skipping path is really taken: im2col builds C * T rows, T the kept taps."""
+    """The tap-skipping path is really taken: im2col builds C * T rows, T the kept taps,
+    one column per position of the padded grid up to the largest kept tap's offset."""
     seen = []
     real_im2col = conv_module.im2col
 
@@ -242,10 +243,12 @@ def test_masked_conv_gathers_only_kept_taps(device, monkeypatch, K, include_cent
     x, w, b = rng.uniform(-1, 1, (2, C, 9, 9)), rng.uniform(-1, 1, (OC, C, K, K)), rng.uniform(-1, 1, OC)
     mask = causal_mask(OC, C, K, include_centre)
     out = ops.conv2d(*tensors(device, x, w, b, False), padding=K // 2, mask=mask)
-    assert seen == [(expected, (C * expected, 2 * 9 * 9))]
+    taps = kept_taps(mask, K, K)
+    P = 9 + 2 * (K // 2)                                # padded size
+    last = max(i * P + j for i, j in taps)
+    assert seen == [(expected, (C * expected, 2 * P * P - last))]
     np.testing.assert_allclose(out.numpy(), conv_scipy(x, w, b, K // 2, mask), rtol=1e-12, atol=1e-12)
     # passing the taps explicitly gives the same result
-    taps = kept_taps(mask, K, K)
     again = ops.conv2d(*tensors(device, x, w, b, False), padding=K // 2, mask=mask, taps=taps)
     np.testing.assert_array_equal(again.numpy(), out.numpy())
 

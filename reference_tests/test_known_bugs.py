@@ -60,6 +60,16 @@ def faulty_cell_forward(pre, c_prev, xp):
     return o * xp.tanh(c), c, None
 
 
+def faulty_cell_step(act, c_prev, c, tc, h, tmp, s, off, xp):
+    """The scan's in-place cell step with the same bug: sigmoid on g too."""
+    act[...] = sigmoid_array(act, xp)
+    n = c_prev.shape[1]
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    c[...] = f * c_prev + i * g
+    tc[...] = xp.tanh(c)
+    h[...] = o * tc
+
+
 def cell_matches_reference(cell, seed=0):
     """The reference check: cell(pre, c_prev) -> (h, c) equals the formula-by-formula cell."""
     rng = np.random.default_rng(seed)
@@ -91,7 +101,8 @@ def test_sigmoid_on_g_fails_the_cell_reference_check(monkeypatch):
 
 
 def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
-    """The paper Row LSTM and the fast one agree; a sigmoid on g in either breaks that."""
+    """The paper Row LSTM and the fast one agree; a sigmoid on g in either breaks that;
+    the same for the fast Diagonal BiLSTM's in-place cell."""
     rng = np.random.default_rng(4)
     paper = RowLSTMLayer(3, 3, rng, np.float64)
     fused = fast.FastRowLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
@@ -104,7 +115,14 @@ def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(row_module, "lstm_cell", cell_from_ops(sigmoid))   # the paper layer's cell
         assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
-    monkeypatch.setattr(fast_scan_module, "lstm_cell_forward", faulty_cell_forward)
+    with monkeypatch.context() as m:
+        m.setattr(fast_scan_module, "lstm_cell_forward", faulty_cell_forward)   # lstm_scan's
+        assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
+    # the Diagonal BiLSTM's scan (ScanCore) runs the cell in place: the same check there
+    paper = DiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
+    fused = fast.FastDiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
+    np.testing.assert_allclose(hidden(fused), hidden(paper), rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(fast_scan_module.fused_cell, "lstm_cell_step", faulty_cell_step)
     assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
 
 

@@ -5,10 +5,14 @@ paper does and lets the engine derive every backward. This package holds the
 same computations fused for speed, with hand-written backwards:
 
     cell.py     the LSTM cell, all four gates from one tanh
-    scan.py     the recurrence as one op, backpropagation through time by hand
+    scan.py     the recurrence as one op, backpropagation through time by hand,
+                on preallocated buffers (ScanCore)
+    diagonal.py the Diagonal LSTM's directions as one op: input-to-state product,
+                skew into the scan's layout with the bias, scan, unskew
     layers.py   FastRowLSTMLayer, FastDiagonalLSTM, FastDiagonalBiLSTMLayer
                 (both directions in one scan)
-    losses.py   softmax and Bernoulli NLL with their gradients by hand
+    losses.py   softmax and Bernoulli NLL with their gradients by hand (the
+                softmax's exponentials kept from the forward)
 
 Models use it by default (``fast=True``); ``fast=False`` (or the CLI's
 ``--paper-path``) runs the paper path. Forward and every gradient of each

@@ -28,7 +28,7 @@ from ..backend import get_array_module
 from ..tensor import check_same, record
 
 
-def _gate_scale(xp, n, ndim, dtype):
+def gate_scale(xp, n, ndim, dtype):
     """s and s_off per gate channel, shaped to broadcast along axis 1 of an ndim-array."""
     s = xp.full(4 * n, 0.5, dtype=dtype)
     s[2 * n:3 * n] = 1.0
@@ -41,7 +41,7 @@ def _gate_scale(xp, n, ndim, dtype):
 def lstm_cell_forward(pre, c_prev, xp):
     """pre (., 4h, ...), c_prev (., h, ...) -> h, c (., h, ...) and the cache for the backward."""
     n = c_prev.shape[1]
-    s, off = _gate_scale(xp, n, pre.ndim, pre.dtype)
+    s, off = gate_scale(xp, n, pre.ndim, pre.dtype)
     act = xp.tanh(pre * s) * s + off
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c = f * c_prev + i * g
@@ -67,6 +67,51 @@ def lstm_cell_backward(dh, dc, cache, xp):
     # 3. act = s * tanh(s * pre) + s_off:  d act / d pre = s^2 - (act - s_off)^2
     centred = act - off
     return dact * (s * s - centred * centred), dc * f
+
+
+def lstm_cell_step(act, c_prev, c, tc, h, tmp, s, off, xp):
+    """The same forward in place, for the scan's inner loop: no allocation.
+
+    act (D, 4h, M) holds pre on entry and the gate activations (i, f, g, o) on exit;
+    c, tc = tanh(c), h (D, h, M) are written into the given buffers; tmp (D, h, M) is
+    scratch; s, off from gate_scale (4h, 1)."""
+    n = c_prev.shape[1]
+    act *= s
+    xp.tanh(act, out=act)
+    act *= s
+    act += off                                          # act = s * tanh(s * pre) + s_off
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    xp.multiply(f, c_prev, out=c)                       # c = f * c_prev + i * g
+    xp.multiply(i, g, out=tmp)
+    c += tmp
+    xp.tanh(c, out=tc)
+    xp.multiply(o, tc, out=h)                           # h = o * tanh(c)
+
+
+def lstm_cell_step_backward(dh, dc, act, c_prev, tc, s2, off, dact, tmp, tmp_g, xp):
+    """lstm_cell_step's backward in place: dh, dc (D, h, M)  ->  dact (D, 4h, M) = d pre,
+    and dc overwritten with d c_prev. s2 = s * s; tmp (D, h, M), tmp_g (D, 4h, M) scratch.
+
+    The steps of lstm_cell_backward, in the same order."""
+    n = c_prev.shape[1]
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    # 1. h = o * tanh(c)
+    xp.multiply(dh, tc, out=dact[:, 3 * n:])            # do
+    xp.multiply(tc, tc, out=tmp)
+    xp.subtract(1, tmp, out=tmp)
+    tmp *= o
+    tmp *= dh
+    dc += tmp                                           # dc += dh * o * (1 - tanh(c)^2)
+    # 2. c = f * c_prev + i * g
+    xp.multiply(dc, g, out=dact[:, :n])                 # di
+    xp.multiply(dc, c_prev, out=dact[:, n:2 * n])       # df
+    xp.multiply(dc, i, out=dact[:, 2 * n:3 * n])        # dg
+    # 3. act = s * tanh(s * pre) + s_off:  d act / d pre = s^2 - (act - s_off)^2
+    xp.subtract(act, off, out=tmp_g)
+    tmp_g *= tmp_g
+    xp.subtract(s2, tmp_g, out=tmp_g)
+    dact *= tmp_g
+    dc *= f                                             # d c_prev
 
 
 def lstm_cell(pre, c_prev):

@@ -2,9 +2,9 @@
 recurrence run as one fused scan op (scan.py) instead of a loop of engine ops.
 
     FastRowLSTMLayer         RowLSTMLayer.hidden as lstm_scan over rows (D = 1)
-    FastDiagonalLSTM         DiagonalLSTM: 1 x 1 conv, skew, + bias, lstm_scan over
-                             skewed columns (D = 1), unskew
-    FastDiagonalBiLSTMLayer  both directions in one lstm_scan (D = 2)
+    FastDiagonalLSTM         DiagonalLSTM: 1 x 1 conv on x unskewed, skew, scan over
+                             skewed columns, unskew, as one op (diagonal.py)
+    FastDiagonalBiLSTMLayer  both directions in one diagonal_lstm op (D = 2)
 
 Notation: N batch, h hidden units, H x W image, W' = H + W - 1. Each equals its
 paper twin in minipixel/layers/, forward and every gradient
@@ -12,8 +12,9 @@ paper twin in minipixel/layers/, forward and every gradient
 """
 from ..layers.diagonal_bilstm import DiagonalBiLSTMLayer, DiagonalLSTM, shift_down
 from ..layers.row_lstm import RowLSTMLayer
-from ..ops import flip, skew, stack, transpose, unskew
+from ..ops import concat, stack
 from .cell import lstm_cell_arrays
+from .diagonal import diagonal_lstm
 from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS, lstm_scan
 
 
@@ -32,33 +33,29 @@ class FastRowLSTMLayer(RowLSTMLayer):
         return hs.reshape(hs.shape[1:])                                  # (N, h, H, W)
 
 
+def diagonal_directions(x, directions):
+    """Hidden states (D, N, h, H, W) of D DiagonalLSTMs on x (N, 2h, H, W), the second
+    (if any) run right to left, as one diagonal_lstm op."""
+    convs = [d.input_to_state for d in directions]
+    weight = concat([c.weight for c in convs], axis=0) if len(convs) > 1 else convs[0].weight
+    mask = x.xp.concatenate([c.device_mask() for c in convs], axis=0)
+    return diagonal_lstm(x, weight, mask, stack([c.bias for c in convs]),
+                         stack([d.state_to_state for d in directions]),
+                         stack([d.h0 for d in directions]), stack([d.c0 for d in directions]),
+                         DIAGONAL_OFFSETS)
+
+
 class FastDiagonalLSTM(DiagonalLSTM):
     cell_arrays = staticmethod(lstm_cell_arrays)
 
-    def columns(self, x):
-        """Input-to-state gates of x (N, 2h, H, W), skewed, one step per column: (N, 4h, W', H).
-
-        The 1 x 1 conv runs on the unskewed map (half the work) and its bias is added
-        after the skew, at every skewed position: the same as the conv on skew(x)."""
-        conv = self.input_to_state
-        gates = skew(conv(x, bias=False)) + conv.bias.reshape(1, -1, 1, 1)   # (N, 4h, H, W')
-        return transpose(gates, (0, 1, 3, 2))
-
     def forward(self, x):
-        hs = lstm_scan(one_direction(self.columns(x)), one_direction(self.state_to_state),
-                       one_direction(self.h0), one_direction(self.c0), DIAGONAL_OFFSETS)
-        return unskew(transpose(hs.reshape(hs.shape[1:]), (0, 1, 3, 2)), x.shape[3])
+        return diagonal_directions(x, (self,))[0]
 
 
 class FastDiagonalBiLSTMLayer(DiagonalBiLSTMLayer):
     direction = FastDiagonalLSTM
 
     def hidden(self, x):
-        """Both directions as one scan (D = 2), the right-to-left one on x flipped."""
-        l2r, r2l = self.left_to_right, self.right_to_left
-        hs = lstm_scan(stack([l2r.columns(x), r2l.columns(flip(x, 3))]),
-                       stack([l2r.state_to_state, r2l.state_to_state]),
-                       stack([l2r.h0, r2l.h0]), stack([l2r.c0, r2l.c0]), DIAGONAL_OFFSETS)
-        N = x.shape[0]                        # (2, N, h, W', H) -> (2N, h, H, W): l2r, then r2l
-        both = unskew(transpose(hs.reshape((2 * N,) + hs.shape[2:]), (0, 1, 3, 2)), x.shape[3])
-        return both[:N] + shift_down(flip(both[N:], 3))
+        """Both directions as one scan (D = 2); the right-to-left one's states shifted down."""
+        both = diagonal_directions(x, (self.left_to_right, self.right_to_left))
+        return both[0] + shift_down(both[1])

@@ -65,19 +65,30 @@ def logsumexp(x, axis=-1, keepdims=False):
     return record(z, (x,), backward, "logsumexp")
 
 
-def log_softmax_array(z, axis, xp):
-    """The stable log-softmax of an array: (z - m) - log sum e^(z - m), m = max z.
+def softmax_parts(z, axis, xp):
+    """The pieces of the stable log-softmax along axis, m = max z:
+
+        shifted = z - m,  e = e^shifted,  log_norm = log sum e  (keepdims)
 
     The sum holds k >= 1 terms equal to 1 (the maxima) and the rest; its log is
     taken as log1p((k - 1) + rest), exact even when the rest is below the
     rounding of 1 (a confident prediction's NLL of e^-30 stays e^-30, not 0).
-    The one log-softmax of the project: the op below, the fused NLL of the fast
-    path and the samplers' inverse CDF all call it."""
+    softmax = e / e^log_norm; the fused NLL keeps e for its backward."""
     shifted = z - z.max(axis=axis, keepdims=True)
     top = shifted == 0
-    rest = xp.where(top, 0, xp.exp(shifted)).sum(axis=axis, keepdims=True)
+    e = xp.exp(shifted)
+    rest = xp.where(top, 0, e).sum(axis=axis, keepdims=True)
     ties = (top.sum(axis=axis, keepdims=True) - 1).astype(z.dtype)
-    return shifted - xp.log1p(ties + rest)
+    return shifted, e, xp.log1p(ties + rest)
+
+
+def log_softmax_array(z, axis, xp):
+    """The stable log-softmax of an array: (z - m) - log sum e^(z - m) (softmax_parts).
+
+    The one log-softmax of the project: the op below, the fused NLL of the fast
+    path and the samplers' inverse CDF all build on softmax_parts."""
+    shifted, _, log_norm = softmax_parts(z, axis, xp)
+    return shifted - log_norm
 
 
 def log_softmax(x, axis=-1):
