@@ -1,6 +1,5 @@
 """Data readers under bad input: the .amat reader, dataset checks, gzip limits, and
 `evaluate` / `complete` scoring the test split without the training files."""
-import gzip
 import json
 import os
 import time

@@ -269,7 +269,7 @@ class AuditReport:
                          f"{int((spot & dep).sum())} of them")
         only_paper, extra = paper & ~dep, dep & allowed & ~paper
         for what, sel, verb in ((f"{name} reaches", only_paper, "misses"),
-                                (f"this function reaches", extra, "also reaches")):
+                                ("this function reaches", extra, "also reaches")):
             n = int(sel.sum())
             if not n:
                 continue
