@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor, fast, layers
+import minipixel.fast.layers as fast_layers_module
 from minipixel.models import build
 from minipixel.ops import flip
 from minipixel.sampling.cached import teacher_forced_logits
@@ -92,6 +93,24 @@ def test_fast_diagonal_direction_equals_paper(direction, h, colours, N, H, W, se
     else:
         fused_fn, paper_fn = fused, paper
     assert_twins(fused_fn, paper_fn, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+class BottomPaddedDirection(layers.DiagonalLSTM):
+    """The paper direction with its 2 x 1 state conv reading rows r and r + 1 (a known bug)."""
+    state_padding = ((0, 1), (0, 0))
+
+
+@given(**sizes)
+def test_fast_scan_with_a_tap_below_equals_its_paper_twin(h, colours, N, H, W, seed):
+    """The fast scan skips the rows left of the image (all equal) only when no tap reads
+    the row below; with one that does (offset +1, the bottom padding bug) it computes
+    every row, and still equals the paper layer written that way."""
+    fused = fast.FastDiagonalLSTM(h, colours, np.random.default_rng(seed), np.float64)
+    paper = BottomPaddedDirection(h, colours, np.random.default_rng(seed), np.float64)
+    x = random_array(np.random.default_rng(seed + 1), (N, 2 * h, H, W))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(fast_layers_module, "DIAGONAL_OFFSETS", (0, 1))
+        assert_twins(fused, paper, leaves(x), fused.parameters(), paper.parameters(), seed)
 
 
 @given(N=st.integers(1, 2), K=st.integers(2, 6), rest=st.sampled_from([(), (3,), (2, 2, 3)]),

@@ -14,14 +14,27 @@ step (scan.py's layout: step-major, positions (row, image), a padding slot in fr
 
     gates = (weight * mask) @ x            (D, G, H, W, N): K_is (*) x, one product
     xg[r + c', d, :, 1 + r] = bias[d] + gates[d, :, r, c]      c' = c, or W-1-c for d = 1
-    xg = bias at every other skewed position; then the scan (scan.ScanCore)
-    out[d, :, r, c] = hs[1 + r + c', d, :, 1 + r]              (unskew)
+    then the scan (scan.ScanCore), and unskew:
+    out[d, :, r, c] = hs[1 + r + c', d, :, 1 + r]
 
 K_is is a 1 x 1 conv, so it commutes with the skew and with the left-right
-flip: it runs on x unskewed (half the skewed map's positions), and the skew is
-a copy of its output straight into the scan's layout, one image row at a time
-(contiguous runs of N values); unskew and the backward's skews are the same
-copies the other way.
+flip: it runs on x unskewed (half the skewed map's positions). The skew is one
+strided view of the scan's buffer (``skew_view``: pixel (r, c) sits at step
+r + c, row r), so skewing and unskewing are single copies, not loops.
+
+Which positions the scan computes at step j (skewed column j):
+    rows j-W+1 .. j        the image's pixels on that diagonal
+    row j+1                one row left of the image (column -1)
+    rows above j-W+1       right of the image: no output sees them; not computed
+    rows below j+1         left of the image: not computed, see below
+Left of the image the input is zero (the skew pads with zeros), so the gates
+there are the bias alone, and a state there reads only states left of the image
+(rows r-1 and r of the previous column, both left of it when row r is): by
+induction every row left of the image holds the same state at step j. The scan
+computes it once, in row j+1, and repeats it into row j+2 for step j+1 to read
+(ScanCore's repeats). With K_ss's offsets (-1, 0) this is exact; a kernel that
+reads the row below (offset +1) would see the bottom padding, so then every
+row is computed.
 """
 from ..tensor import check_same, record
 from .scan import ScanCore
@@ -30,6 +43,26 @@ from .scan import ScanCore
 def in_image_order(a, d):
     """(..., W, N): direction d's columns in the image's order (reversed for d = 1)."""
     return a if d == 0 else a[..., ::-1, :]
+
+
+def skew_view(buf, rows, cols, first_slot, xp):
+    """A view (D, C, rows, cols, N) of buf (S, D, C, H + 1, N), the scan's layout:
+    view[d, c, i, k] = buf[i + k, d, c, first_slot + i]; writing to it writes buf."""
+    st = buf.strides
+    return xp.lib.stride_tricks.as_strided(
+        buf[:, :, :, first_slot:], shape=(buf.shape[1], buf.shape[2], rows, cols, buf.shape[4]),
+        strides=(st[1], st[2], st[0] + st[3], st[0], st[4]))
+
+
+def scan_windows(H, W, N, every_row):
+    """Per skewed column j: the positions computed (lo, hi) and the row repeated first."""
+    windows, repeats = [], []
+    for j in range(H + W - 1):
+        first = max(0, j - W + 1)                       # rows above it: right of the image
+        last = H - 1 if every_row else min(j + 1, H - 1)
+        windows.append((N * (1 + first), N * (2 + last)))
+        repeats.append(None if every_row or j + 1 > H - 1 else N * (2 + j))
+    return windows, repeats
 
 
 def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
@@ -49,38 +82,44 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     xt = xp.ascontiguousarray(x.data.transpose(1, 2, 3, 0)).reshape(C, H * W * N)
     w = (weight.data * mask).reshape(D * G, C)
     gates = (w @ xt).reshape(D, G, H, W, N)
-    # 2. skew into the scan's layout (S, D, G, H + 1, N), the bias at every position
+    # 2. skew into the scan's layout (S, D, G, H + 1, N): bias + gates on the image,
+    #    the bias alone in the row left of it
+    every_row = max(offsets) > 0
     xg = xp.empty((S, D, G, H + 1, N), dtype=dt)
-    xg[...] = bias.data.reshape(D, G, 1, 1)
+    b = bias.data.reshape(D, G, 1, 1, 1)
+    if every_row:
+        xg[...] = b.reshape(D, G, 1, 1)
+    image = skew_view(xg, H, W, 1, xp)
     for d in range(D):
-        for r in range(H):
-            xg[r:r + W, d, :, 1 + r] += in_image_order(gates[d, :, r], d).transpose(1, 0, 2)
+        xp.add(in_image_order(gates[d], d), b[d], out=image[d])
+    skew_view(xg, H - 1, 1, 2, xp)[...] = b
     del gates
     # 3. the scan over skewed columns, then unskew
     core = ScanCore(offsets, N, xp)
-    # skewed column j reaches the image's right edge at row j - W + 1: the rows above
-    # it are right of the image, where no output looks; they are not computed
-    live = [N * (1 + max(0, j - W + 1)) for j in range(S)]
-    hs = core.forward(xg.reshape(S, D, G, (H + 1) * N), k_ss.data, h0.data, c0.data, live)
-    hs = hs[1:].reshape(S, D, n, H + 1, N)
+    windows, repeats = scan_windows(H, W, N, every_row)
+    hs = core.forward(xg.reshape(S, D, G, (H + 1) * N), k_ss.data, h0.data, c0.data,
+                      windows, repeats)
+    hs_image = skew_view(hs[1:].reshape(S, D, n, H + 1, N), H, W, 1, xp)
     out = xp.empty((D, n, H, W, N), dtype=dt)
     for d in range(D):
-        for r in range(H):
-            out[d, :, r] = in_image_order(hs[r:r + W, d, :, 1 + r].transpose(1, 0, 2), d)
+        out[d] = in_image_order(hs_image[d], d)
 
     def backward(grad):
         gy = grad.transpose(0, 2, 3, 4, 1)                               # (D, h, H, W, N)
         g_scan = xp.zeros((S, D, n, H + 1, N), dtype=dt)                  # skew the gradient
+        g_image = skew_view(g_scan, H, W, 1, xp)
         for d in range(D):
-            for r in range(H):
-                g_scan[r:r + W, d, :, 1 + r] = in_image_order(gy[d, :, r], d).transpose(1, 0, 2)
+            g_image[d] = in_image_order(gy[d], d)
         dxg, dK, dh0, dc0 = core.backward(g_scan.reshape(S, D, n, (H + 1) * N))
-        db = dxg.sum(axis=(0, 3))                     # every skewed position (padding slots: 0)
         dxg = dxg.reshape(S, D, G, H + 1, N)
         dgates = xp.empty((D, G, H, W, N), dtype=dt)                      # unskew d xg
+        dxg_image = skew_view(dxg, H, W, 1, xp)
         for d in range(D):
-            for r in range(H):
-                dgates[d, :, r] = in_image_order(dxg[r:r + W, d, :, 1 + r].transpose(1, 0, 2), d)
+            dgates[d] = in_image_order(dxg_image[d], d)
+        if every_row:                                    # the bias at every computed position
+            db = dxg.sum(axis=(0, 3, 4))
+        else:                                            # on the image and in the row left of it
+            db = dgates.sum(axis=(2, 3, 4)) + skew_view(dxg, H - 1, 1, 2, xp).sum(axis=(2, 3, 4))
         dgates = dgates.reshape(D * G, H * W * N)
         dw = (dgates @ xt.T).reshape(weight.shape) * mask
         dx = (w.T @ dgates).reshape(C, H, W, N).transpose(3, 0, 1, 2)

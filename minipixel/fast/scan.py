@@ -153,22 +153,32 @@ def check_offsets(offsets):
 class ScanCore:
     """The scan on raw arrays in the scan layout (see the module docstring).
 
-    ``forward(xg, k_ss, h0, c0, live)`` -> hs; keeps what ``backward(g)`` needs.
-    live[s] (a multiple of N, at least N) is the first position step s computes;
-    the positions before it are left at zero (the Diagonal LSTM's skewed map right
-    of the image, which no output sees). It must not rise by more than N a step,
-    since a live position reads the row above it in the previous step."""
+    ``forward(xg, k_ss, h0, c0, windows, repeats)`` -> hs; keeps what ``backward(g)`` needs.
+
+    windows[s] = (lo, hi), multiples of N: the positions step s computes (default: all
+    but the padding slot). The others are left as they are: zero in hs (the Diagonal
+    LSTM's skewed map right of the image, which no output sees) unless a repeat fills
+    them. Windows may only grow from one step to the next by one row (N entries) at
+    either end, since a position reads the rows next to it in the previous step.
+
+    repeats[s] = p or None: before step s, the states h_{s-1}, c_{s-1} at positions
+    p .. p+N (one row of all N images) are set to those of the row above, p-N .. p.
+    The Diagonal LSTM's states left of the image are equal in every row (they see no
+    image, only the bias and each other), so it computes one such row per step and
+    repeats it one row down for the next step to read. The backward folds the
+    gradient of a repeated row back into the row it was copied from."""
 
     def __init__(self, offsets, N, xp):
         check_offsets(offsets)
         self.offsets, self.N, self.xp = tuple(offsets), N, xp
 
-    def forward(self, xg, k_ss, h0, c0, live=None):
+    def forward(self, xg, k_ss, h0, c0, windows=None, repeats=None):
         """xg (S, D, G, M), overwritten; k_ss (D, G, h, KH, KW); h0, c0 (D, h) -> hs (S+1, D, h, M)."""
         xp, N, offsets = self.xp, self.N, self.offsets
         S, D, G, M = xg.shape
         n, T, dt = G // 4, len(offsets), xg.dtype
-        self.live = live = [N] * S if live is None else list(live)
+        self.windows = windows = [(N, M)] * S if windows is None else list(windows)
+        self.repeats = repeats = [None] * S if repeats is None else list(repeats)
         K = k_ss.reshape(D, G, n, T)
         K_taps = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, G, T * n)
         self.K_T = xp.ascontiguousarray(K.transpose(0, 3, 2, 1)).reshape(D, T * n, G)
@@ -184,25 +194,29 @@ class ScanCore:
         Y = xp.empty((D, G, M), dtype=dt)
         tmp = xp.empty((D, n, M), dtype=dt)
         for step in range(S):
-            lo = live[step]
-            h_prev = hs[step]
+            lo, hi = windows[step]
+            h_prev, c_prev = hs[step], cs[step]
+            if repeats[step] is not None:                             # the row above, repeated
+                p = repeats[step]
+                h_prev[..., p:p + N] = h_prev[..., p - N:p]
+                c_prev[..., p:p + N] = c_prev[..., p - N:p]
             for t, o in enumerate(offsets):                           # taps[p] = h[p + N o]
-                end = min(M, M - o * N)
+                end = min(hi, M - o * N)
                 taps[:, t, :, lo:end] = h_prev[..., lo + o * N:end + o * N]
-            pre = xg[step][..., lo:]                                   # (D, G, M - lo), in place
-            Yw = Y[..., lo:]
-            xp.matmul(K_taps, taps.reshape(D, T * n, M)[..., lo:], out=Yw)
+            pre = xg[step][..., lo:hi]                                 # (D, G, hi - lo), in place
+            Yw = Y[..., lo:hi]
+            xp.matmul(K_taps, taps.reshape(D, T * n, M)[..., lo:hi], out=Yw)
             pre += Yw
-            fused_cell.lstm_cell_step(pre, cs[step][..., lo:], cs[step + 1][..., lo:],
-                                      tcs[step][..., lo:], hs[step + 1][..., lo:],
-                                      tmp[..., lo:], s, off, xp)
+            fused_cell.lstm_cell_step(pre, c_prev[..., lo:hi], cs[step + 1][..., lo:hi],
+                                      tcs[step][..., lo:hi], hs[step + 1][..., lo:hi],
+                                      tmp[..., lo:hi], s, off, xp)
         self.act, self.hs, self.cs, self.tcs = xg, hs, cs, tcs
         return hs
 
     def backward(self, g):
         """g (S, D, h, M), the gradient of h_0..h_{S-1} (zero in the padding slots)
-        -> d xg (S, D, G, M), d k_ss, d h0 (D, h), d c0 (D, h)."""
-        xp, N, offsets, live = self.xp, self.N, self.offsets, self.live
+        -> d xg (S, D, G, M) (zero outside the windows), d k_ss, d h0 (D, h), d c0 (D, h)."""
+        xp, N, offsets = self.xp, self.N, self.offsets
         act, hs, cs, tcs = self.act, self.hs, self.cs, self.tcs
         S, D, G, M = act.shape
         n, T, dt = G // 4, len(offsets), act.dtype
@@ -212,22 +226,30 @@ class ScanCore:
         dc = xp.zeros((D, n, M), dtype=dt)
         Z = xp.empty((D, T * n, M), dtype=dt)
         tmp, tmp_g = xp.empty((D, n, M), dtype=dt), xp.empty((D, G, M), dtype=dt)
+        below, above = N * max(0, -min(offsets)), N * max(0, max(offsets))
         for step in reversed(range(S)):
-            lo = live[step]
+            lo, hi = self.windows[step]
             # 1. the cell: h_s gets gradient from the output and from step s+1
-            xp.add(g[step][..., lo:], dh_prev[..., lo:], out=dh[..., lo:])
-            dpre = dxg[step][..., lo:]
-            fused_cell.lstm_cell_step_backward(dh[..., lo:], dc[..., lo:], act[step][..., lo:],
-                                               cs[step][..., lo:], tcs[step][..., lo:], self.s2,
-                                               self.off, dpre, tmp[..., lo:], tmp_g[..., lo:], xp)
+            xp.add(g[step][..., lo:hi], dh_prev[..., lo:hi], out=dh[..., lo:hi])
+            dpre = dxg[step][..., lo:hi]
+            fused_cell.lstm_cell_step_backward(dh[..., lo:hi], dc[..., lo:hi], act[step][..., lo:hi],
+                                               cs[step][..., lo:hi], tcs[step][..., lo:hi], self.s2,
+                                               self.off, dpre, tmp[..., lo:hi], tmp_g[..., lo:hi], xp)
             # 2. pre_s = x_gates[s] + sum_t K_t @ (h_{s-1} shifted by offset_t)
-            Zw = Z[..., :M - lo]
+            Zw = Z[..., :hi - lo]
             xp.matmul(self.K_T, dpre, out=Zw)
-            window = dh_prev[..., lo - N:]                            # the row above lo on
+            start = lo - below
+            window = dh_prev[..., start:min(M, hi + above)]          # the rows step s read
             window[...] = 0
             for t, o in enumerate(offsets):
-                add_shifted_back(window, Zw[:, t * n:(t + 1) * n], N + o * N)
+                add_shifted_back(window, Zw[:, t * n:(t + 1) * n], lo + o * N - start)
             dh_prev[..., :N] = 0                       # h is held at zero there
+            # 3. the repeat before step s: fold the copy's gradient into its source row
+            if self.repeats[step] is not None:
+                p = self.repeats[step]
+                for d in (dh_prev, dc):
+                    d[..., p - N:p] += d[..., p:p + N]
+                    d[..., p:p + N] = 0
         # K_t's gradient, all steps at once: sum_s,p dpre_s[p] h_{s-1}[p + N offset_t]
         h_prev = hs[:S].transpose(0, 1, 3, 2)                   # (S, D, M, h)
         dK = xp.empty((D, T, G, n), dtype=dt)
