@@ -12,8 +12,8 @@ step (scan.py's layout: step-major, positions (row, image), a padding slot in fr
       -> (D, N, h, H, W): each direction's hidden states; direction 1 runs right
          to left (on the columns reversed) and comes back in the image's order
 
-    gates = (weight * mask) @ x            (D, G, H, W, N): K_is (*) x, one product
-    xg[r + c', d, :, 1 + r] = bias[d] + gates[d, :, r, c]      c' = c, or W-1-c for d = 1
+    gates = (weight * mask) @ x            (W, D, G, H, N): K_is (*) x, a product per column
+    xg[r + c', d, :, 1 + r] = bias[d] + gates[c, d, :, r]      c' = c, or W-1-c for d = 1
     then the scan (scan.ScanCore), and unskew:
     out[d, :, r, c] = hs[1 + r + c', d, :, 1 + r]
 
@@ -41,8 +41,14 @@ from .scan import ScanCore
 
 
 def in_image_order(a, d):
-    """(..., W, N): direction d's columns in the image's order (reversed for d = 1)."""
-    return a if d == 0 else a[..., ::-1, :]
+    """(W, ...): direction d's columns in the image's order (reversed for d = 1)."""
+    return a if d == 0 else a[::-1]
+
+
+def column_major(image):
+    """(D, C, H, W, N) -> (W, D, C, H, N), a view: the order the image's copies run in
+    (one column after another, which suits the skewed layout's memory best)."""
+    return image.transpose(3, 0, 1, 2, 4)
 
 
 def skew_view(buf, rows, cols, first_slot, xp):
@@ -78,51 +84,51 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
         raise ValueError(f"diagonal_lstm: x (N, C, H, W), weight (D*4h, C, 1, 1), bias (D, 4h), "
                          f"k_ss (D, 4h, h, 2, 1), h0 and c0 (D, h) expected, got {x.shape}, "
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
-    # 1. K_is (*) x for every direction: one product, positions (H, W, N)
-    xt = xp.ascontiguousarray(x.data.transpose(1, 2, 3, 0)).reshape(C, H * W * N)
+    # 1. K_is (*) x for every direction: one product per image column, positions (H, N)
+    xw = xp.ascontiguousarray(x.data.transpose(3, 1, 2, 0)).reshape(W, C, H * N)
     w = (weight.data * mask).reshape(D * G, C)
-    gates = (w @ xt).reshape(D, G, H, W, N)
+    gates = (w @ xw).reshape(W, D, G, H, N)
     # 2. skew into the scan's layout (S, D, G, H + 1, N): bias + gates on the image,
     #    the bias alone in the row left of it
     every_row = max(offsets) > 0
     xg = xp.empty((S, D, G, H + 1, N), dtype=dt)
-    b = bias.data.reshape(D, G, 1, 1, 1)
+    b = bias.data.reshape(D, G, 1, 1)
     if every_row:
-        xg[...] = b.reshape(D, G, 1, 1)
-    image = skew_view(xg, H, W, 1, xp)
+        xg[...] = b
+    image = column_major(skew_view(xg, H, W, 1, xp))                     # (W, D, G, H, N)
     for d in range(D):
-        xp.add(in_image_order(gates[d], d), b[d], out=image[d])
-    skew_view(xg, H - 1, 1, 2, xp)[...] = b
+        xp.add(in_image_order(gates[:, d], d), b[d], out=image[:, d])
+    skew_view(xg, H - 1, 1, 2, xp)[...] = b[..., None]
     del gates
     # 3. the scan over skewed columns, then unskew
     core = ScanCore(offsets, N, xp)
     windows, repeats = scan_windows(H, W, N, every_row)
     hs = core.forward(xg.reshape(S, D, G, (H + 1) * N), k_ss.data, h0.data, c0.data,
                       windows, repeats)
-    hs_image = skew_view(hs[1:].reshape(S, D, n, H + 1, N), H, W, 1, xp)
-    out = xp.empty((D, n, H, W, N), dtype=dt)
+    hs_image = column_major(skew_view(hs[1:].reshape(S, D, n, H + 1, N), H, W, 1, xp))
+    out = xp.empty((W, D, n, H, N), dtype=dt)
     for d in range(D):
-        out[d] = in_image_order(hs_image[d], d)
+        out[:, d] = in_image_order(hs_image[:, d], d)
 
     def backward(grad):
-        gy = grad.transpose(0, 2, 3, 4, 1)                               # (D, h, H, W, N)
+        gy = grad.transpose(4, 0, 2, 3, 1)                               # (W, D, h, H, N)
         g_scan = xp.zeros((S, D, n, H + 1, N), dtype=dt)                  # skew the gradient
-        g_image = skew_view(g_scan, H, W, 1, xp)
+        g_image = column_major(skew_view(g_scan, H, W, 1, xp))
         for d in range(D):
-            g_image[d] = in_image_order(gy[d], d)
+            g_image[:, d] = in_image_order(gy[:, d], d)
         dxg, dK, dh0, dc0 = core.backward(g_scan.reshape(S, D, n, (H + 1) * N))
         dxg = dxg.reshape(S, D, G, H + 1, N)
-        dgates = xp.empty((D, G, H, W, N), dtype=dt)                      # unskew d xg
-        dxg_image = skew_view(dxg, H, W, 1, xp)
+        dgates = xp.empty((W, D, G, H, N), dtype=dt)                      # unskew d xg
+        dxg_image = column_major(skew_view(dxg, H, W, 1, xp))
         for d in range(D):
-            dgates[d] = in_image_order(dxg_image[d], d)
+            dgates[:, d] = in_image_order(dxg_image[:, d], d)
         if every_row:                                    # the bias at every computed position
             db = dxg.sum(axis=(0, 3, 4))
         else:                                            # on the image and in the row left of it
-            db = dgates.sum(axis=(2, 3, 4)) + skew_view(dxg, H - 1, 1, 2, xp).sum(axis=(2, 3, 4))
-        dgates = dgates.reshape(D * G, H * W * N)
-        dw = (dgates @ xt.T).reshape(weight.shape) * mask
-        dx = (w.T @ dgates).reshape(C, H, W, N).transpose(3, 0, 1, 2)
+            db = dgates.sum(axis=(0, 3, 4)) + skew_view(dxg, H - 1, 1, 2, xp).sum(axis=(2, 3, 4))
+        dgates = dgates.reshape(W, D * G, H * N)
+        dw = (dgates @ xw.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) * mask
+        dx = (w.T @ dgates).reshape(W, C, H, N).transpose(3, 1, 2, 0)
         return dx, dw, db, dK, dh0, dc0
-    return record(out.transpose(0, 4, 1, 2, 3), (x, weight, bias, k_ss, h0, c0), backward,
+    return record(out.transpose(1, 4, 2, 3, 0), (x, weight, bias, k_ss, h0, c0), backward,
                   "diagonal_lstm")
