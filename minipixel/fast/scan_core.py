@@ -1,0 +1,194 @@
+"""ScanCore: the LSTM scan in place on row blocks, each step computing only the rows it needs.
+
+The Diagonal LSTM's scan (diagonal.py); equal to the paper layer's loop of a
+2 x 1 conv and an lstm_cell per skewed column, forward and backward (tested).
+
+Notation
+--------
+D directions side by side, N batch, h hidden units, G = 4h gate maps, S steps,
+L rows (the positions along a step; each row holds all N images), T taps of
+K_ss at row offsets o_t (the Diagonal LSTM: o = -1, 0, rows r-1 and r of the
+previous skewed column).
+
+Step s computes rows a_s .. b_s only (``rows[s]``); its arrays are blocks of
+w_s = (b_s - a_s + 1) * N positions, ordered (row, image), each block one
+contiguous piece of a flat buffer per quantity, so every elementwise pass of
+the cell is one run over memory:
+
+    act[s]            (D, G, w_s)     the gate inputs, overwritten by the activations
+    h[s], c[s], tc[s] (D, h, w_s)     tc = tanh(c)
+    taps[s]           (D, T*h, w_s)   taps[s][:, t*h:(t+1)*h] at row r = h_{s-1} at row r + o_t
+    c_in[s]           (D, h, w_s)     c_{s-1} at rows a_s .. b_s
+
+A row q of h_{s-1} or c_{s-1} that step s reads is
+
+    zero                   outside 0 .. L-1 (the image's padding)
+    step s-1's row q       inside a_{s-1} .. b_{s-1}
+    step s-1's row b_{s-1} below b_{s-1}: states below a step's last row are taken
+                           to equal it (the Diagonal LSTM's states left of the image,
+                           which see only the bias and each other: the same in every row)
+
+and rows above a_{s-1} are not computed, so must not be read (checked). Before
+step 0 every row holds the initial state h0, c0 (one vector per direction).
+
+For each step (paper eq. 3):
+
+    pre = act[s] + K_ss @ taps[s]                  (D, G, T*h) @ (D, T*h, w_s): one product
+    h[s], c[s] = lstm_cell(pre, c_in[s])           in place (cell.lstm_cell_step)
+
+The backward runs the steps in reverse (backpropagation through time); the
+gradient of each row read from step s-1 goes back to the row it came from:
+dropped for padding, summed into row b_{s-1} for the rows below it.
+"""
+from . import cell as fused_cell
+
+
+class RowMap:
+    """Where rows a .. b of one step read step s-1's rows ap .. bp, at row offset o.
+
+    Segments in rows relative to the reading block: ``copy`` (d0, d1, q0) reads rows
+    q0 .. of the previous block; ``repeat`` (d0, d1) its last row; ``zero`` the padding."""
+
+    def __init__(self, a, b, ap, bp, o, L):
+        q_first, q_last = a + o, b + o
+        if max(q_first, 0) <= min(q_last, ap - 1):
+            raise ValueError(f"ScanCore: rows {a}..{b} read rows {max(q_first, 0)}.. at offset "
+                             f"{o}, above the previous step's rows {ap}..{bp}")
+        clip = lambda q: min(max(q, q_first), q_last + 1) - q_first   # noqa: E731
+        self.zero = [(0, clip(0)), (clip(L), b - a + 1)]
+        self.copy = (clip(ap), clip(bp + 1), clip(ap) + q_first - ap)
+        self.repeat = (clip(bp + 1), clip(L))
+
+    def gather(self, dst, src, N):
+        """dst (D, k, R*N) <- src (D, k, Rp*N) by the segments."""
+        D, k = dst.shape[:2]
+        d4, s4 = dst.reshape(D, k, -1, N), src.reshape(D, k, -1, N)
+        for z0, z1 in self.zero:
+            if z1 > z0:
+                d4[:, :, z0:z1] = 0
+        d0, d1, q0 = self.copy
+        if d1 > d0:
+            d4[:, :, d0:d1] = s4[:, :, q0:q0 + d1 - d0]
+        r0, r1 = self.repeat
+        if r1 > r0:
+            d4[:, :, r0:r1] = s4[:, :, -1:]
+
+    def scatter_add(self, dsrc, ddst, N, xp):
+        """The adjoint of gather: dsrc (D, k, Rp*N) += ddst (D, k, R*N) by the segments."""
+        D, k = ddst.shape[:2]
+        d4, s4 = ddst.reshape(D, k, -1, N), dsrc.reshape(D, k, -1, N)
+        d0, d1, q0 = self.copy
+        if d1 > d0:
+            s4[:, :, q0:q0 + d1 - d0] += d4[:, :, d0:d1]
+        r0, r1 = self.repeat
+        if r1 > r0:
+            s4[:, :, -1] += d4[:, :, r0:r1].sum(axis=2)
+
+
+class Blocks:
+    """One flat buffer holding a (D, k, w_s) block per step, each contiguous."""
+
+    def __init__(self, widths, D, k, dtype, xp, zero=False):
+        starts = [0]
+        for w in widths:
+            starts.append(starts[-1] + D * k * w)
+        self.flat = (xp.zeros if zero else xp.empty)(starts[-1], dtype=dtype)
+        self.blocks = [self.flat[lo:hi].reshape(D, k, w)
+                       for lo, hi, w in zip(starts, starts[1:], widths)]
+
+    def __getitem__(self, s):
+        return self.blocks[s]
+
+
+class ScanCore:
+    """The scan on row blocks (see the module docstring).
+
+    ``core.act[s]`` is filled with step s's gate inputs by the caller; then
+    ``forward(k_ss, h0, c0)`` -> the h blocks; ``backward(g)`` with g the gradient of
+    each h block (a ``core.blocks(h)``) -> d act blocks, d k_ss, d h0, d c0."""
+
+    def __init__(self, offsets, rows, L, N, D, G, dtype, xp):
+        if any(abs(o) > 1 for o in offsets):
+            raise ValueError(f"ScanCore: tap offsets must lie in -1..1, got {offsets}")
+        self.offsets, self.rows, self.L, self.N, self.D, self.G = tuple(offsets), rows, L, N, D, G
+        self.n, self.dtype, self.xp = G // 4, dtype, xp
+        self.widths = [(b - a + 1) * N for a, b in rows]
+        prev = [(0, L - 1)] + list(rows[:-1])                  # before step 0: every row
+        self.tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
+                         for (a, b), (ap, bp) in zip(rows, prev)]
+        self.c_maps = [RowMap(a, b, ap, bp, 0, L) for (a, b), (ap, bp) in zip(rows, prev)]
+        self.act = self.blocks(G)
+
+    def blocks(self, k, zero=False):
+        return Blocks(self.widths, self.D, k, self.dtype, self.xp, zero)
+
+    def forward(self, k_ss, h0, c0):
+        """k_ss (D, G, h, KH, KW) with KH * KW = T taps in the offsets' order; h0, c0 (D, h)."""
+        xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
+        T, w_max = len(self.offsets), max(self.widths)
+        K = k_ss.reshape(D, G, n, T)
+        K_taps = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, G, T * n)
+        self.K_T = xp.ascontiguousarray(K_taps.transpose(0, 2, 1))             # (D, T*h, G)
+        self.k_shape = k_ss.shape
+        s, off = fused_cell.gate_scale(xp, n, 3, dt)                          # (G, 1) each
+        self.s2, self.off = s * s, off
+        self.h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
+        c_init = xp.broadcast_to(c0[:, :, None], (D, n, self.L * N))
+        self.h, self.c, self.tc = self.blocks(n), self.blocks(n), self.blocks(n)
+        self.taps, self.c_in = self.blocks(T * n), self.blocks(n)
+        Y, tmp = xp.empty(D * G * w_max, dtype=dt), xp.empty(D * n * w_max, dtype=dt)
+        h_prev, c_prev = self.h_init, c_init
+        for step, w in enumerate(self.widths):
+            taps = self.taps[step]
+            for t, row_map in enumerate(self.tap_maps[step]):
+                row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
+            self.c_maps[step].gather(self.c_in[step], c_prev, N)
+            pre, Yw = self.act[step], Y[:D * G * w].reshape(D, G, w)
+            xp.matmul(K_taps, taps, out=Yw)
+            pre += Yw
+            h_prev, c_prev = self.h[step], self.c[step]
+            fused_cell.lstm_cell_step(pre, self.c_in[step], c_prev, self.tc[step], h_prev,
+                                      tmp[:D * n * w].reshape(D, n, w), s, off, xp)
+        return self.h
+
+    def backward(self, g):
+        """g: Blocks of the gradient of each step's h  ->  d act (Blocks), d k_ss, d h0, d c0."""
+        xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
+        T, w_max = len(self.offsets), max(self.widths + [self.L * N])
+        dact = self.blocks(G)
+        dK = xp.zeros((D, G, T * n), dtype=dt)
+        dK_s = xp.empty((D, G, T * n), dtype=dt)
+        scratch = [xp.empty(D * n * w_max, dtype=dt) for _ in range(4)]
+        tmp, tmp_g = xp.empty(D * n * w_max, dtype=dt), xp.empty(D * G * w_max, dtype=dt)
+        dtaps_buf = xp.empty(D * T * n * w_max, dtype=dt)
+        w_last = self.widths[-1]
+        dh = scratch[0][:D * n * w_last].reshape(D, n, w_last)       # step S-1: nothing from later
+        dc = scratch[1][:D * n * w_last].reshape(D, n, w_last)
+        dh[...] = 0
+        dc[...] = 0
+        for step in reversed(range(len(self.widths))):
+            w = self.widths[step]
+            w_prev = self.widths[step - 1] if step else self.L * N
+            # 1. the cell: h_s gets gradient from the output and from step s+1
+            dh += g[step]
+            fused_cell.lstm_cell_step_backward(dh, dc, self.act[step], self.c_in[step],
+                                               self.tc[step], self.s2, self.off, dact[step],
+                                               tmp[:D * n * w].reshape(D, n, w),
+                                               tmp_g[:D * G * w].reshape(D, G, w), xp)
+            # 2. pre_s = act_s + K_ss @ taps_s
+            xp.matmul(dact[step], self.taps[step].transpose(0, 2, 1), out=dK_s)
+            dK += dK_s
+            dtaps = dtaps_buf[:D * T * n * w].reshape(D, T * n, w)
+            xp.matmul(self.K_T, dact[step], out=dtaps)
+            # 3. the rows step s read from step s-1 get their gradient back
+            dh_prev = scratch[2][:D * n * w_prev].reshape(D, n, w_prev)
+            dc_prev = scratch[3][:D * n * w_prev].reshape(D, n, w_prev)
+            dh_prev[...] = 0
+            dc_prev[...] = 0
+            for t, row_map in enumerate(self.tap_maps[step]):
+                row_map.scatter_add(dh_prev, dtaps[:, t * n:(t + 1) * n], N, xp)
+            self.c_maps[step].scatter_add(dc_prev, dc, N, xp)
+            dh, dc = dh_prev, dc_prev
+            scratch[0], scratch[1], scratch[2], scratch[3] = scratch[2], scratch[3], scratch[0], scratch[1]
+        dK = dK.reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(self.k_shape)
+        return dact, dK, dh.sum(axis=2), dc.sum(axis=2)
