@@ -39,18 +39,18 @@ from ..tensor import check_same, record
 from .scan_core import ScanCore
 
 
-def direction_order(a, d):
-    """(..., W, N): direction d's columns in its own order (reversed for d = 1)."""
-    return a if d == 0 else a[..., ::-1, :]
+def own_order(a, d):
+    """(H, W, ...): direction d's columns in its own order (reversed for d = 1)."""
+    return a if d == 0 else a[:, ::-1]
 
 
 def diagonal(a, j, first, count, xp):
-    """A view (D, C, count, N) of a (D, C, H, W, N): the pixels (r, j - r) for
-    r = first .. first + count - 1, skewed column j's part of the image."""
+    """A view (D, C, count, N) of a (D, H, W, C, N), pixel-major: the pixels (r, j - r)
+    for r = first .. first + count - 1, skewed column j's part of the image."""
     st = a.strides
-    return xp.lib.stride_tricks.as_strided(a[:, :, first, j - first],
-                                           shape=a.shape[:2] + (count, a.shape[4]),
-                                           strides=(st[0], st[1], st[2] - st[3], st[4]))
+    return xp.lib.stride_tricks.as_strided(
+        a[:, first, j - first], shape=(a.shape[0], a.shape[3], count, a.shape[4]),
+        strides=(st[0], st[3], st[1] - st[2], st[4]))
 
 
 def scan_rows(H, W, every_row):
@@ -72,65 +72,59 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     xp = x.xp
     N, C, H, W = x.shape
     D, G = bias.shape
-    n, S, dt = G // 4, H + W - 1, x.dtype
+    n, dt = G // 4, x.dtype
     if weight.shape != (D * G, C, 1, 1) or k_ss.shape[:3] != (D, G, n) or \
             h0.shape != (D, n) or c0.shape != (D, n):
         raise ValueError(f"diagonal_lstm: x (N, C, H, W), weight (D*4h, C, 1, 1), bias (D, 4h), "
                          f"k_ss (D, 4h, h, 2, 1), h0 and c0 (D, h) expected, got {x.shape}, "
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
-    # 1. K_is (*) x, each direction on its own column order: (D, G, H, W, N)
-    xt = xp.ascontiguousarray(x.data.transpose(1, 2, 3, 0))                 # (C, H, W, N)
-    xs = [xt.reshape(C, H * W * N) if d == 0 else
-          xp.ascontiguousarray(direction_order(xt, d)).reshape(C, H * W * N) for d in range(D)]
-    w = (weight.data * mask).reshape(D, G, C)
-    gates = xp.empty((D, G, H, W, N), dtype=dt)
-    for d in range(D):
-        xp.matmul(w[d], xs[d], out=gates[d].reshape(G, H * W * N))
-    # 2. skew: step j's gate inputs, bias + gates on the image's rows, the bias alone below
     rows, image_rows = scan_rows(H, W, every_row=max(offsets) > 0)
     core = ScanCore(offsets, rows, H, N, D, G, dt, xp)
-    b = bias.data.reshape(D, G, 1, 1)
-    for j, (first, last) in enumerate(rows):
-        k = image_rows[j]
-        act = core.act[j].reshape(D, G, last - first + 1, N)
-        xp.add(diagonal(gates, j, first, k, xp), b, out=act[:, :, :k])
-        act[:, :, k:] = b
-    del gates
-    # 3. the scan over skewed columns, then unskew
+    # 1. skew x: step j's input rows, x on the image's rows, zero below (left of the image)
+    x_pixels = xp.ascontiguousarray(x.data.transpose(2, 3, 1, 0))            # (H, W, C, N)
+    x_own = xp.stack([own_order(x_pixels, d) for d in range(D)])   # (D, H, W, C, N)
+    x_skew = core.blocks(C)
+    for j, k in enumerate(image_rows):
+        xj = x_skew[j].reshape(D, C, -1, N)
+        xj[:, :, :k] = diagonal(x_own, j, first=rows[j][0], count=k, xp=xp)
+        xj[:, :, k:] = 0
+    del x_own
+    # 2. the gate inputs K_is (*) x + bias, one product per step (the directions batched)
+    w = (weight.data * mask).reshape(D, G, C)
+    b = bias.data.reshape(D, G, 1)
+    for j in range(len(rows)):
+        act = core.act[j]
+        xp.matmul(w, x_skew[j], out=act)
+        act += b
+    # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
     hs = core.forward(k_ss.data, h0.data, c0.data)
-    out = xp.empty((D, n, H, W, N), dtype=dt)
-    for j, (first, last) in enumerate(rows):
-        k = image_rows[j]
-        diagonal(out, j, first, k, xp)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
+    out = xp.empty((D, H, W, n, N), dtype=dt)
+    for j, k in enumerate(image_rows):
+        diagonal(out, j, rows[j][0], k, xp)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
     if D == 2:
-        out[1] = out[1, :, :, ::-1].copy()                                   # image order
+        out[1] = out[1, :, ::-1].copy()                                     # image order
 
     def backward(grad):
-        g_dir = xp.empty((D, n, H, W, N), dtype=dt)                         # own column order
-        for d in range(D):
-            g_dir[d] = direction_order(grad[d].transpose(1, 2, 3, 0), d)
+        g_own = xp.stack([own_order(grad[d].transpose(2, 3, 1, 0), d)
+                          for d in range(D)])                               # (D, H, W, h, N)
         g = core.blocks(n)
-        for j, (first, last) in enumerate(rows):
-            k = image_rows[j]
-            g4 = g[j].reshape(D, n, last - first + 1, N)
-            g4[:, :, :k] = diagonal(g_dir, j, first, k, xp)
-            g4[:, :, k:] = 0
+        for j, k in enumerate(image_rows):
+            gj = g[j].reshape(D, n, -1, N)
+            gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k, xp)
+            gj[:, :, k:] = 0
         dact, dK, dh0, dc0 = core.backward(g)
-        dgates = xp.empty((D, G, H, W, N), dtype=dt)                         # unskew d act
-        db = xp.zeros((D, G), dtype=dt)             # the bias's, from the rows left of the image
-        for j, (first, last) in enumerate(rows):
-            k = image_rows[j]
-            d4 = dact[j].reshape(D, G, last - first + 1, N)
-            diagonal(dgates, j, first, k, xp)[...] = d4[:, :, :k]
-            if last - first + 1 > k:
-                db += d4[:, :, k:].sum(axis=(2, 3))
-        db += dgates.sum(axis=(2, 3, 4))
-        dgates = dgates.reshape(D, G, H * W * N)
-        dw = xp.stack([dgates[d] @ xs[d].T for d in range(D)]).reshape(weight.shape) * mask
-        dxt = w.transpose(0, 2, 1) @ dgates                                  # (D, C, HWN)
-        dx = dxt[0].reshape(C, H, W, N)
+        # 2. act_j = w @ x_j + b
+        dw = xp.zeros((D, G, C), dtype=dt)
+        db = xp.zeros((D, G), dtype=dt)
+        dx_own = xp.empty((D, H, W, C, N), dtype=dt)
+        for j, k in enumerate(image_rows):
+            dw += dact[j] @ x_skew[j].transpose(0, 2, 1)
+            db += dact[j].sum(axis=2)
+            dxj = (w.transpose(0, 2, 1) @ dact[j]).reshape(D, C, -1, N)
+            diagonal(dx_own, j, rows[j][0], k, xp)[...] = dxj[:, :, :k]      # 1. the skew's
+        dx = dx_own[0]
         for d in range(1, D):
-            dx = dx + direction_order(dxt[d].reshape(C, H, W, N), d)
-        return dx.transpose(3, 0, 1, 2), dw, db, dK, dh0, dc0
-    return record(out.transpose(0, 4, 1, 2, 3), (x, weight, bias, k_ss, h0, c0), backward,
+            dx = dx + own_order(dx_own[d], d)
+        return (dx.transpose(3, 2, 0, 1), dw.reshape(weight.shape) * mask, db, dK, dh0, dc0)
+    return record(out.transpose(0, 4, 3, 1, 2), (x, weight, bias, k_ss, h0, c0), backward,
                   "diagonal_lstm")
