@@ -80,22 +80,24 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
     rows, image_rows = scan_rows(H, W, every_row=max(offsets) > 0)
     core = ScanCore(offsets, rows, H, N, D, G, dt, xp)
-    # 1. skew x: step j's input rows, x on the image's rows, zero below (left of the image)
+    # 1. skew x into one matrix per direction, step j's rows in columns spans[j]:
+    #    x on the image's rows, zero below them (left of the image)
+    spans = core.spans
     x_pixels = xp.ascontiguousarray(x.data.transpose(2, 3, 1, 0))            # (H, W, C, N)
     x_own = xp.stack([own_order(x_pixels, d) for d in range(D)])   # (D, H, W, C, N)
-    x_skew = core.blocks(C)
-    for j, k in enumerate(image_rows):
-        xj = x_skew[j].reshape(D, C, -1, N)
-        xj[:, :, :k] = diagonal(x_own, j, first=rows[j][0], count=k, xp=xp)
-        xj[:, :, k:] = 0
+    x_skew = xp.empty((D, C, spans[-1][1]), dtype=dt)
+    for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
+        x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
+            diagonal(x_own, j, first=rows[j][0], count=k, xp=xp)
+        x_skew[:, :, lo + k * N:hi] = 0
     del x_own
-    # 2. the gate inputs K_is (*) x + bias, one product per step (the directions batched)
+    # 2. the gate inputs K_is (*) x + bias: one product, then each step's block
     w = (weight.data * mask).reshape(D, G, C)
     b = bias.data.reshape(D, G, 1)
-    for j in range(len(rows)):
-        act = core.act[j]
-        xp.matmul(w, x_skew[j], out=act)
-        act += b
+    gates = w @ x_skew                                                      # (D, G, columns)
+    for j, (lo, hi) in enumerate(spans):
+        xp.add(gates[:, :, lo:hi], b, out=core.act[j])
+    del gates
     # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
     hs = core.forward(k_ss.data, h0.data, c0.data)
     out = xp.empty((D, H, W, n, N), dtype=dt)
@@ -113,15 +115,19 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
             gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k, xp)
             gj[:, :, k:] = 0
         dact, dK, dh0, dc0 = core.backward(g)
-        # 2. act_j = w @ x_j + b
-        dw = xp.zeros((D, G, C), dtype=dt)
-        db = xp.zeros((D, G), dtype=dt)
+        # 2. gates = w @ x_skew + b, the steps' blocks side by side again
+        dgates = xp.empty((D, G, spans[-1][1]), dtype=dt)
+        for j, (lo, hi) in enumerate(spans):
+            dgates[:, :, lo:hi] = dact[j]
+        del dact
+        db = dgates.sum(axis=2)
+        dw = dgates @ x_skew.transpose(0, 2, 1)                             # (D, G, C)
+        dx_skew = w.transpose(0, 2, 1) @ dgates                             # (D, C, columns)
+        # 1. the skew's: each pixel's gradient back from its step's columns
         dx_own = xp.empty((D, H, W, C, N), dtype=dt)
-        for j, k in enumerate(image_rows):
-            dw += dact[j] @ x_skew[j].transpose(0, 2, 1)
-            db += dact[j].sum(axis=2)
-            dxj = (w.transpose(0, 2, 1) @ dact[j]).reshape(D, C, -1, N)
-            diagonal(dx_own, j, rows[j][0], k, xp)[...] = dxj[:, :, :k]      # 1. the skew's
+        for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
+            diagonal(dx_own, j, rows[j][0], k, xp)[...] = \
+                dx_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)
         dx = dx_own[0]
         for d in range(1, D):
             dx = dx + own_order(dx_own[d], d)

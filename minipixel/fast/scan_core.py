@@ -113,6 +113,8 @@ class ScanCore:
         self.offsets, self.rows, self.L, self.N, self.D, self.G = tuple(offsets), rows, L, N, D, G
         self.n, self.dtype, self.xp = G // 4, dtype, xp
         self.widths = [(b - a + 1) * N for a, b in rows]
+        ends = [sum(self.widths[:s + 1]) for s in range(len(rows))]
+        self.spans = [(e - w, e) for e, w in zip(ends, self.widths)]     # the steps side by side
         prev = [(0, L - 1)] + list(rows[:-1])                  # before step 0: every row
         self.tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
                          for (a, b), (ap, bp) in zip(rows, prev)]
