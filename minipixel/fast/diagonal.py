@@ -91,13 +91,13 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
             diagonal(x_own, j, first=rows[j][0], count=k, xp=xp)
         x_skew[:, :, lo + k * N:hi] = 0
     del x_own
-    # 2. the gate inputs K_is (*) x + bias: one product, then each step's block
+    # 2. the gate inputs K_is (*) x + bias, one product per step into its block
     w = (weight.data * mask).reshape(D, G, C)
     b = bias.data.reshape(D, G, 1)
-    gates = w @ x_skew                                                      # (D, G, columns)
     for j, (lo, hi) in enumerate(spans):
-        xp.add(gates[:, :, lo:hi], b, out=core.act[j])
-    del gates
+        act = core.act[j]
+        xp.matmul(w, x_skew[:, :, lo:hi], out=act)
+        act += b
     # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
     hs = core.forward(k_ss.data, h0.data, c0.data)
     out = xp.empty((D, H, W, n, N), dtype=dt)
