@@ -114,12 +114,8 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
             gj = g[j].reshape(D, n, -1, N)
             gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k, xp)
             gj[:, :, k:] = 0
-        dact, dK, dh0, dc0 = core.backward(g)
-        # 2. gates = w @ x_skew + b, the steps' blocks side by side again
-        dgates = xp.empty((D, G, spans[-1][1]), dtype=dt)
-        for j, (lo, hi) in enumerate(spans):
-            dgates[:, :, lo:hi] = dact[j]
-        del dact
+        dgates, dK, dh0, dc0 = core.backward(g)                          # (D, G, columns)
+        # 2. gates = w @ x_skew + b
         db = dgates.sum(axis=2)
         dw = dgates @ x_skew.transpose(0, 2, 1)                             # (D, G, C)
         dx_skew = w.transpose(0, 2, 1) @ dgates                             # (D, C, columns)

@@ -137,11 +137,13 @@ class ScanCore:
         self.h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
         c_init = xp.broadcast_to(c0[:, :, None], (D, n, self.L * N))
         self.h, self.c, self.tc = self.blocks(n), self.blocks(n), self.blocks(n)
-        self.taps, self.c_in = self.blocks(T * n), self.blocks(n)
+        self.c_in = self.blocks(n)
+        self.taps = xp.empty((D, T * n, self.spans[-1][1]), dtype=dt)    # the steps side by side
         Y, tmp = xp.empty(D * G * w_max, dtype=dt), xp.empty(D * n * w_max, dtype=dt)
         h_prev, c_prev = self.h_init, c_init
         for step, w in enumerate(self.widths):
-            taps = self.taps[step]
+            lo, hi = self.spans[step]
+            taps = self.taps[:, :, lo:hi]
             for t, row_map in enumerate(self.tap_maps[step]):
                 row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
             self.c_maps[step].gather(self.c_in[step], c_prev, N)
@@ -154,12 +156,12 @@ class ScanCore:
         return self.h
 
     def backward(self, g):
-        """g: Blocks of the gradient of each step's h  ->  d act (Blocks), d k_ss, d h0, d c0."""
+        """g: Blocks of the gradient of each step's h  ->  d act (D, G, columns: the steps
+        side by side, step s in spans[s]), d k_ss, d h0, d c0."""
         xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
         T, w_max = len(self.offsets), max(self.widths + [self.L * N])
-        dact = self.blocks(G)
-        dK = xp.zeros((D, G, T * n), dtype=dt)
-        dK_s = xp.empty((D, G, T * n), dtype=dt)
+        dact_all = xp.empty((D, G, self.spans[-1][1]), dtype=dt)
+        dact_buf = xp.empty(D * G * w_max, dtype=dt)
         scratch = [xp.empty(D * n * w_max, dtype=dt) for _ in range(4)]
         tmp, tmp_g = xp.empty(D * n * w_max, dtype=dt), xp.empty(D * G * w_max, dtype=dt)
         dtaps_buf = xp.empty(D * T * n * w_max, dtype=dt)
@@ -169,19 +171,19 @@ class ScanCore:
         dh[...] = 0
         dc[...] = 0
         for step in reversed(range(len(self.widths))):
-            w = self.widths[step]
+            w, (lo, hi) = self.widths[step], self.spans[step]
             w_prev = self.widths[step - 1] if step else self.L * N
             # 1. the cell: h_s gets gradient from the output and from step s+1
             dh += g[step]
+            dact = dact_buf[:D * G * w].reshape(D, G, w)
             fused_cell.lstm_cell_step_backward(dh, dc, self.act[step], self.c_in[step],
-                                               self.tc[step], self.s2, self.off, dact[step],
+                                               self.tc[step], self.s2, self.off, dact,
                                                tmp[:D * n * w].reshape(D, n, w),
                                                tmp_g[:D * G * w].reshape(D, G, w), xp)
-            # 2. pre_s = act_s + K_ss @ taps_s
-            xp.matmul(dact[step], self.taps[step].transpose(0, 2, 1), out=dK_s)
-            dK += dK_s
+            dact_all[:, :, lo:hi] = dact
+            # 2. pre_s = act_s + K_ss @ taps_s (K_ss's gradient after the loop)
             dtaps = dtaps_buf[:D * T * n * w].reshape(D, T * n, w)
-            xp.matmul(self.K_T, dact[step], out=dtaps)
+            xp.matmul(self.K_T, dact, out=dtaps)
             # 3. the rows step s read from step s-1 get their gradient back
             dh_prev = scratch[2][:D * n * w_prev].reshape(D, n, w_prev)
             dc_prev = scratch[3][:D * n * w_prev].reshape(D, n, w_prev)
@@ -192,5 +194,7 @@ class ScanCore:
             self.c_maps[step].scatter_add(dc_prev, dc, N, xp)
             dh, dc = dh_prev, dc_prev
             scratch[0], scratch[1], scratch[2], scratch[3] = scratch[2], scratch[3], scratch[0], scratch[1]
+        # K_ss's gradient, every step at once: sum over steps of d pre_s @ taps_s^T
+        dK = dact_all @ self.taps.transpose(0, 2, 1)                        # (D, G, T*h)
         dK = dK.reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(self.k_shape)
-        return dact, dK, dh.sum(axis=2), dc.sum(axis=2)
+        return dact_all, dK, dh.sum(axis=2), dc.sum(axis=2)
