@@ -7,6 +7,8 @@ from the same seed, so they hold the same parameters; each is run forward, then
 backward from the same random upstream gradient, and the outputs, the input's gradient
 and every parameter's gradient must agree.
 """
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -33,7 +35,8 @@ def run(fn, inputs, params, seed):
     outs = fn(*inputs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     rng = np.random.default_rng(seed)
-    total = sum((o * Tensor(rng.uniform(0.5, 1.5, size=o.shape))).sum() for o in outs)
+    total = sum((o * Tensor(rng.uniform(0.5, 1.5, size=o.shape).astype(o.dtype))).sum()
+                for o in outs)
     total.backward()
     return ([o.numpy() for o in outs], [t.grad.copy() for t in inputs],
             [np.zeros(p.shape) if p.grad is None else p.grad.copy() for p in params])
@@ -111,6 +114,23 @@ def test_fast_scan_with_a_tap_below_equals_its_paper_twin(h, colours, N, H, W, s
     with pytest.MonkeyPatch.context() as m:
         m.setattr(fast_layers_module, "DIAGONAL_OFFSETS", (0, 1))
         assert_twins(fused, paper, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_diagonal_with_saturated_gates_equals_paper_silently(dtype):
+    """Gate inputs in the hundreds: the in-place cell's exp overflows to inf, which must
+    give the gates' exact limits, equal to the paper path's, with no NumPy warning."""
+    fused, paper = (layer.astype(dtype) for layer in twins("bilstm", 3, 3, seed=7))
+    x = random_array(np.random.default_rng(8), (2, 6, 4, 5)) * 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = run(fused, [Tensor(x.astype(dtype), requires_grad=True)], fused.parameters(), 9)
+    want = run(paper, [Tensor(x.astype(dtype), requires_grad=True)], paper.parameters(), 9)
+    tol = TOL if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            assert np.isfinite(a).all()
+            np.testing.assert_allclose(a, b, **tol)
 
 
 @given(N=st.integers(1, 2), K=st.integers(2, 6), rest=st.sampled_from([(), (3,), (2, 2, 3)]),

@@ -61,10 +61,12 @@ def faulty_cell_forward(pre, c_prev, xp):
     return o * xp.tanh(c), c, None
 
 
-def faulty_cell_step(act, c_prev, c, tc, h, tmp, s, off, xp):
-    """The scan's in-place cell step with the same bug: sigmoid on g too."""
-    act[...] = sigmoid_array(act, xp)
+def faulty_cell_step(act, c_prev, c, tc, h, tmp, xp):
+    """The scan's in-place cell step with the same bug: sigmoid on g too. It takes
+    z = k * pre (k = -1 for i, f, o and -2 for g)."""
     n = c_prev.shape[1]
+    act[:, 2 * n:3 * n] /= 2                     # -pre for every gate
+    act[...] = sigmoid_array(-act, xp)
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c[...] = f * c_prev + i * g
     tc[...] = xp.tanh(c)

@@ -93,11 +93,11 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     del x_own
     # 2. the gate inputs K_is (*) x + bias, one product per step into its block
     w = (weight.data * mask).reshape(D, G, C)
-    b = bias.data.reshape(D, G, 1)
+    w_k, b_k = w * core.gate_scale, bias.data.reshape(D, G, 1) * core.gate_scale
     for j, (lo, hi) in enumerate(spans):
-        act = core.act[j]
-        xp.matmul(w, x_skew[:, :, lo:hi], out=act)
-        act += b
+        z = core.act[j]                                  # the cell takes k * pre (scan_core.py)
+        xp.matmul(w_k, x_skew[:, :, lo:hi], out=z)
+        z += b_k
     # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
     hs = core.forward(k_ss.data, h0.data, c0.data)
     out = xp.empty((D, H, W, n, N), dtype=dt)

@@ -40,6 +40,8 @@ The backward runs the steps in reverse (backpropagation through time); the
 gradient of each row read from step s-1 goes back to the row it came from:
 dropped for padding, summed into row b_{s-1} for the rows below it.
 """
+import numpy as np
+
 from . import cell as fused_cell
 
 
@@ -103,7 +105,9 @@ class Blocks:
 class ScanCore:
     """The scan on row blocks (see the module docstring).
 
-    ``core.act[s]`` is filled with step s's gate inputs by the caller; then
+    ``core.act[s]`` is filled by the caller with step s's gate inputs times
+    ``core.gate_scale`` (k = -1 for i, f, o and -2 for g, the in-place cell's exp form;
+    fold it into the input weights and bias); then
     ``forward(k_ss, h0, c0)`` -> the h blocks; ``backward(g)`` with g the gradient of
     each h block (a ``core.blocks(h)``) -> d act blocks, d k_ss, d h0, d c0."""
 
@@ -120,6 +124,7 @@ class ScanCore:
                          for (a, b), (ap, bp) in zip(rows, prev)]
         self.c_maps = [RowMap(a, b, ap, bp, 0, L) for (a, b), (ap, bp) in zip(rows, prev)]
         self.act = self.blocks(G)
+        self.gate_scale = fused_cell.exp_gate_scale(xp, self.n, dtype)        # k (G, 1)
 
     def blocks(self, k, zero=False):
         return Blocks(self.widths, self.D, k, self.dtype, self.xp, zero)
@@ -132,8 +137,7 @@ class ScanCore:
         K_taps = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, G, T * n)
         self.K_T = xp.ascontiguousarray(K_taps.transpose(0, 2, 1))             # (D, T*h, G)
         self.k_shape = k_ss.shape
-        s, off = fused_cell.gate_scale(xp, n, 3, dt)                          # (G, 1) each
-        self.s2, self.off = s * s, off
+        K_taps = K_taps * self.gate_scale                   # the cell's k folded in (z = k pre)
         self.h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
         c_init = xp.broadcast_to(c0[:, :, None], (D, n, self.L * N))
         self.h, self.c, self.tc = self.blocks(n), self.blocks(n), self.blocks(n)
@@ -141,19 +145,25 @@ class ScanCore:
         self.taps = xp.empty((D, T * n, self.spans[-1][1]), dtype=dt)    # the steps side by side
         Y, tmp = xp.empty(D * G * w_max, dtype=dt), xp.empty(D * n * w_max, dtype=dt)
         h_prev, c_prev = self.h_init, c_init
-        for step, w in enumerate(self.widths):
-            lo, hi = self.spans[step]
-            taps = self.taps[:, :, lo:hi]
-            for t, row_map in enumerate(self.tap_maps[step]):
-                row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
-            self.c_maps[step].gather(self.c_in[step], c_prev, N)
-            pre, Yw = self.act[step], Y[:D * G * w].reshape(D, G, w)
-            xp.matmul(K_taps, taps, out=Yw)
-            pre += Yw
-            h_prev, c_prev = self.h[step], self.c[step]
-            fused_cell.lstm_cell_step(pre, self.c_in[step], c_prev, self.tc[step], h_prev,
-                                      tmp[:D * n * w].reshape(D, n, w), s, off, xp)
+        with np.errstate(over="ignore"):                   # exp(z) = inf: a gate at its limit 0
+            for step in range(len(self.widths)):
+                h_prev, c_prev = self.step(step, K_taps, h_prev, c_prev, Y, tmp)
         return self.h
+
+    def step(self, step, K_taps, h_prev, c_prev, Y, tmp):
+        """One step of the forward: h_{s-1}, c_{s-1} (blocks)  ->  h_s, c_s (blocks)."""
+        xp, N, D, G, n = self.xp, self.N, self.D, self.G, self.n
+        w, (lo, hi) = self.widths[step], self.spans[step]
+        taps = self.taps[:, :, lo:hi]
+        for t, row_map in enumerate(self.tap_maps[step]):
+            row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
+        self.c_maps[step].gather(self.c_in[step], c_prev, N)
+        z, Yw = self.act[step], Y[:D * G * w].reshape(D, G, w)
+        xp.matmul(K_taps, taps, out=Yw)
+        z += Yw                                          # z = k (x_gates + K_ss @ taps)
+        fused_cell.lstm_cell_step(z, self.c_in[step], self.c[step], self.tc[step], self.h[step],
+                                  tmp[:D * n * w].reshape(D, n, w), xp)
+        return self.h[step], self.c[step]
 
     def backward(self, g):
         """g: Blocks of the gradient of each step's h  ->  d act (D, G, columns: the steps
@@ -177,7 +187,7 @@ class ScanCore:
             dh += g[step]
             dact = dact_buf[:D * G * w].reshape(D, G, w)
             fused_cell.lstm_cell_step_backward(dh, dc, self.act[step], self.c_in[step],
-                                               self.tc[step], self.s2, self.off, dact,
+                                               self.tc[step], dact,
                                                tmp[:D * n * w].reshape(D, n, w),
                                                tmp_g[:D * G * w].reshape(D, G, w), xp)
             dact_all[:, :, lo:hi] = dact
