@@ -11,15 +11,21 @@ S = H + W - 1 skewed columns (the scan's steps, scan_core.py), L = H rows.
       -> (D, N, h, H, W): each direction's hidden states; direction 1 runs right
          to left (on the columns reversed) and comes back in the image's order
 
-In each direction's own column order (columns reversed for d = 1):
+In each direction's own column order (columns reversed for d = 1), with step j
+computing rows first_j .. last_j (below), the scan's gate inputs are
 
-    gates[d] = (weight_d * mask_d) @ x_d      (G, H, W, N): K_is (*) x, one product each
-    act[j][d, :, r]  = bias[d] + gates[d, :, r, j - r]     pixel (r, j - r) of skewed column j
-    out[d, :, r, c]  = h[r + c][d, :, r]                   (unskew)
+    x_skew[d][:, step j's columns] = x[:, r, j - r] for its rows r on the image, else 0
+    act[j][d] = k * ((weight_d * mask_d) @ x_skew[d][:, step j's columns] + bias_d)
+    out[d, :, r, c] = h[r + c][d, :, r]                                 (unskew)
 
-K_is is a 1 x 1 conv, so it commutes with the skew and with the left-right
-flip: it runs on x unskewed (half the skewed map's positions). Skewed column j
-is a diagonal of the image, read and written as one strided view (``diagonal``).
+(k: the in-place cell's gate scale, folded into the weights; scan_core.py).
+K_is is a 1 x 1 conv, so it commutes with the skew: the skew moves x's C maps,
+not the 4h gate maps per direction. Each skewed column is a diagonal of the
+image, read and written as one strided view (``diagonal``) of pixel-major
+arrays (H, W, maps, N), where a pixel's maps are one contiguous run. The steps'
+columns lie side by side in one matrix per direction (x_skew, and d act from
+ScanCore.backward), so the backward's products for the weight, bias and input
+gradients are one each, over all steps at once.
 
 Which rows the scan computes at skewed column j:
     rows j-W+1 .. j        the image's pixels on that diagonal
@@ -83,8 +89,9 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     # 1. skew x into one matrix per direction, step j's rows in columns spans[j]:
     #    x on the image's rows, zero below them (left of the image)
     spans = core.spans
-    x_pixels = xp.ascontiguousarray(x.data.transpose(2, 3, 1, 0))            # (H, W, C, N)
-    x_own = xp.stack([own_order(x_pixels, d) for d in range(D)])   # (D, H, W, C, N)
+    x_own = xp.empty((D, H, W, C, N), dtype=dt)
+    for d in range(D):
+        x_own[d] = own_order(x.data.transpose(2, 3, 1, 0), d)
     x_skew = xp.empty((D, C, spans[-1][1]), dtype=dt)
     for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
         x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
@@ -107,8 +114,9 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
         out[1] = out[1, :, ::-1].copy()                                     # image order
 
     def backward(grad):
-        g_own = xp.stack([own_order(grad[d].transpose(2, 3, 1, 0), d)
-                          for d in range(D)])                               # (D, H, W, h, N)
+        g_own = xp.empty((D, H, W, n, N), dtype=dt)
+        for d in range(D):
+            g_own[d] = own_order(grad[d].transpose(2, 3, 1, 0), d)
         g = core.blocks(n)
         for j, k in enumerate(image_rows):
             gj = g[j].reshape(D, n, -1, N)
