@@ -15,7 +15,7 @@ w_s = (b_s - a_s + 1) * N positions, ordered (row, image), each block one
 contiguous piece of a flat buffer per quantity, so every elementwise pass of
 the cell is one run over memory:
 
-    act[s]            (D, G, w_s)     the gate inputs, overwritten by the activations
+    act[s]            (D, G, w_s)     the gate inputs (times k, below), then the activations
     h[s], c[s], tc[s] (D, h, w_s)     tc = tanh(c)
     taps[s]           (D, T*h, w_s)   taps[s][:, t*h:(t+1)*h] at row r = h_{s-1} at row r + o_t
     c_in[s]           (D, h, w_s)     c_{s-1} at rows a_s .. b_s
@@ -33,8 +33,12 @@ step 0 every row holds the initial state h0, c0 (one vector per direction).
 
 For each step (paper eq. 3):
 
-    pre = act[s] + K_ss @ taps[s]                  (D, G, T*h) @ (D, T*h, w_s): one product
+    pre = x_gates[s] + K_ss @ taps[s]              (D, G, T*h) @ (D, T*h, w_s): one product
     h[s], c[s] = lstm_cell(pre, c_in[s])           in place (cell.lstm_cell_step)
+
+The in-place cell takes z = k * pre, k = -1 for the gates i, f, o and -2 for g
+(its exp form, cell.py); k is folded into K_ss here and into the input weights
+by the caller, so act[s] holds k * x_gates[s] on entry and z after the product.
 
 The backward runs the steps in reverse (backpropagation through time); the
 gradient of each row read from step s-1 goes back to the row it came from:
