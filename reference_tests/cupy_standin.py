@@ -451,26 +451,13 @@ def _cuda_module():
     return m
 
 
-def _lib_module():
-    """cupy.lib, as far as minipixel uses it: stride_tricks.as_strided (a view, as in
-    CuPy: writing to it writes the array it views)."""
-    lib = types.ModuleType("cupy.lib")
-    lib.stride_tricks = types.ModuleType("cupy.lib.stride_tricks")
-    lib.stride_tricks.as_strided = _function("as_strided", np.lib.stride_tricks.as_strided)
-
-    def missing(name):
-        raise _not_modelled(f"cupy.lib.{name}")
-    lib.__getattr__ = missing
-    return lib
-
-
 def make_module():
     """The stand-in `cupy` module: CuPy's names only, each delegated to NumPy."""
     m = types.ModuleType("cupy", __doc__)
     m.__version__ = f"{cupy_names.CUPY_VERSION}+standin"
     special = dict(ndarray=ndarray, ufunc=ufunc, asarray=asarray, asanyarray=asarray,
                    array=array, asnumpy=asnumpy, get_array_module=get_array_module,
-                   is_available=is_available, cuda=_cuda_module(), lib=_lib_module())
+                   is_available=is_available, cuda=_cuda_module())
     kinds = cupy_names.MODULE
     for kind, names in kinds.items():
         for name in names:

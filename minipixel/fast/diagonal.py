@@ -21,7 +21,7 @@ computing rows first_j .. last_j (below), the scan's gate inputs are
 (k: the in-place cell's gate scale, folded into the weights; scan_core.py).
 K_is is a 1 x 1 conv, so it commutes with the skew: the skew moves x's C maps,
 not the 4h gate maps per direction. Each skewed column is a diagonal of the
-image, read and written as one strided view (``diagonal``) of pixel-major
+image, read and written as one slice (``diagonal``) of pixel-major
 arrays (H, W, maps, N), where a pixel's maps are one contiguous run. The steps'
 columns lie side by side in one matrix per direction (x_skew, and d act from
 ScanCore.backward), so the backward's products for the weight, bias and input
@@ -41,6 +41,8 @@ scan computes it once, in row j+1, and reads the rows below as equal to it
 the row below (offset +1) would see the bottom padding, so then every row down
 to H-1 is computed.
 """
+import functools
+
 from ..tensor import check_same, record
 from .scan_core import ScanCore
 
@@ -50,15 +52,17 @@ def own_order(a, d):
     return a if d == 0 else a[:, ::-1]
 
 
-def diagonal(a, j, first, count, xp):
+def diagonal(a, j, first, count):
     """A view (D, C, count, N) of a (D, H, W, C, N), pixel-major: the pixels (r, j - r)
-    for r = first .. first + count - 1, skewed column j's part of the image."""
-    st = a.strides
-    return xp.lib.stride_tricks.as_strided(
-        a[:, first, j - first], shape=(a.shape[0], a.shape[3], count, a.shape[4]),
-        strides=(st[0], st[3], st[1] - st[2], st[4]))
+    for r = first .. first + count - 1, skewed column j's part of the image. In the
+    flattened pixels (r * W + c) they are every (W - 1)-th, from j + first * (W - 1)."""
+    D, H, W, C, N = a.shape
+    start = j + first * (W - 1)
+    pixels = a.reshape(D, H * W, C, N)[:, start:start + (count - 1) * (W - 1) + 1:max(W - 1, 1)]
+    return pixels.transpose(0, 2, 1, 3)
 
 
+@functools.lru_cache(maxsize=64)
 def scan_rows(H, W, every_row):
     """Per skewed column j: the rows the scan computes (first, last) and how many of them,
     from the first, are the image's."""
@@ -68,7 +72,7 @@ def scan_rows(H, W, every_row):
         last = H - 1 if every_row else min(j + 1, H - 1)
         rows.append((first, last))
         image_rows.append(min(j, H - 1) - first + 1)
-    return rows, image_rows
+    return tuple(rows), tuple(image_rows)
 
 
 def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
@@ -95,7 +99,7 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     x_skew = xp.empty((D, C, spans[-1][1]), dtype=dt)
     for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
         x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
-            diagonal(x_own, j, first=rows[j][0], count=k, xp=xp)
+            diagonal(x_own, j, rows[j][0], k)
         x_skew[:, :, lo + k * N:hi] = 0
     del x_own
     # 2. the gate inputs K_is (*) x + bias, one product per step into its block
@@ -109,7 +113,7 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     hs = core.forward(k_ss.data, h0.data, c0.data)
     out = xp.empty((D, H, W, n, N), dtype=dt)
     for j, k in enumerate(image_rows):
-        diagonal(out, j, rows[j][0], k, xp)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
+        diagonal(out, j, rows[j][0], k)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
     if D == 2:
         out[1] = out[1, :, ::-1].copy()                                     # image order
 
@@ -120,7 +124,7 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
         g = core.blocks(n)
         for j, k in enumerate(image_rows):
             gj = g[j].reshape(D, n, -1, N)
-            gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k, xp)
+            gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k)
             gj[:, :, k:] = 0
         dgates, dK, dh0, dc0 = core.backward(g)                          # (D, G, columns)
         # 2. gates = w @ x_skew + b
@@ -130,7 +134,7 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
         # 1. the skew's: each pixel's gradient back from its step's columns
         dx_own = xp.empty((D, H, W, C, N), dtype=dt)
         for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
-            diagonal(dx_own, j, rows[j][0], k, xp)[...] = \
+            diagonal(dx_own, j, rows[j][0], k)[...] = \
                 dx_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)
         dx = dx_own[0]
         for d in range(1, D):

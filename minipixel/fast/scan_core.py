@@ -44,6 +44,8 @@ The backward runs the steps in reverse (backpropagation through time); the
 gradient of each row read from step s-1 goes back to the row it came from:
 dropped for padding, summed into row b_{s-1} for the rows below it.
 """
+import functools
+
 import numpy as np
 
 from . import cell as fused_cell
@@ -106,6 +108,23 @@ class Blocks:
         return self.blocks[s]
 
 
+@functools.lru_cache(maxsize=64)
+def plan(offsets, rows, L, N):
+    """The scan's layout for given taps, rows per step, L and N (the same for every
+    layer of a model and every training step, so made once): block widths, the steps'
+    spans side by side, and the RowMaps of each step's taps and of c_{s-1}."""
+    if any(abs(o) > 1 for o in offsets):
+        raise ValueError(f"ScanCore: tap offsets must lie in -1..1, got {offsets}")
+    widths = [(b - a + 1) * N for a, b in rows]
+    ends = [sum(widths[:s + 1]) for s in range(len(rows))]
+    spans = [(e - w, e) for e, w in zip(ends, widths)]
+    prev = [(0, L - 1)] + list(rows[:-1])                      # before step 0: every row
+    tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
+                for (a, b), (ap, bp) in zip(rows, prev)]
+    c_maps = [RowMap(a, b, ap, bp, 0, L) for (a, b), (ap, bp) in zip(rows, prev)]
+    return tuple(widths), tuple(spans), tuple(map(tuple, tap_maps)), tuple(c_maps)
+
+
 class ScanCore:
     """The scan on row blocks (see the module docstring).
 
@@ -116,17 +135,9 @@ class ScanCore:
     each h block (a ``core.blocks(h)``) -> d act blocks, d k_ss, d h0, d c0."""
 
     def __init__(self, offsets, rows, L, N, D, G, dtype, xp):
-        if any(abs(o) > 1 for o in offsets):
-            raise ValueError(f"ScanCore: tap offsets must lie in -1..1, got {offsets}")
         self.offsets, self.rows, self.L, self.N, self.D, self.G = tuple(offsets), rows, L, N, D, G
         self.n, self.dtype, self.xp = G // 4, dtype, xp
-        self.widths = [(b - a + 1) * N for a, b in rows]
-        ends = [sum(self.widths[:s + 1]) for s in range(len(rows))]
-        self.spans = [(e - w, e) for e, w in zip(ends, self.widths)]     # the steps side by side
-        prev = [(0, L - 1)] + list(rows[:-1])                  # before step 0: every row
-        self.tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
-                         for (a, b), (ap, bp) in zip(rows, prev)]
-        self.c_maps = [RowMap(a, b, ap, bp, 0, L) for (a, b), (ap, bp) in zip(rows, prev)]
+        self.widths, self.spans, self.tap_maps, self.c_maps = plan(self.offsets, tuple(rows), L, N)
         self.act = self.blocks(G)
         self.gate_scale = fused_cell.exp_gate_scale(xp, self.n, dtype)        # k (G, 1)
 
@@ -173,7 +184,7 @@ class ScanCore:
         """g: Blocks of the gradient of each step's h  ->  d act (D, G, columns: the steps
         side by side, step s in spans[s]), d k_ss, d h0, d c0."""
         xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
-        T, w_max = len(self.offsets), max(self.widths + [self.L * N])
+        T, w_max = len(self.offsets), max(self.widths + (self.L * N,))
         dact_all = xp.empty((D, G, self.spans[-1][1]), dtype=dt)
         dact_buf = xp.empty(D * G * w_max, dtype=dt)
         scratch = [xp.empty(D * n * w_max, dtype=dt) for _ in range(4)]
