@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from minipixel import Tensor, fast, layers
 import minipixel.fast.layers as fast_layers_module
+from minipixel.fast.scan_core import ScanCore
 from minipixel.models import build
 from minipixel.ops import flip
 from minipixel.sampling.cached import teacher_forced_logits
@@ -114,6 +115,14 @@ def test_fast_scan_with_a_tap_below_equals_its_paper_twin(h, colours, N, H, W, s
     with pytest.MonkeyPatch.context() as m:
         m.setattr(fast_layers_module, "DIAGONAL_OFFSETS", (0, 1))
         assert_twins(fused, paper, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+def test_scan_refuses_rows_it_did_not_compute():
+    """A step whose taps would read rows above the previous step's rows (never computed)
+    is refused when the scan is laid out, not read as zeros."""
+    with pytest.raises(ValueError, match="above the previous step's rows"):
+        ScanCore((-1, 0), ((1, 2), (0, 2)), 3, 1, 1, 4, np.float64, np)
+    ScanCore((-1, 0), ((0, 1), (1, 2)), 3, 1, 1, 4, np.float64, np)      # row 0 was computed
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
