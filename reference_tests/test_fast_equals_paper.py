@@ -7,12 +7,16 @@ from the same seed, so they hold the same parameters; each is run forward, then
 backward from the same random upstream gradient, and the outputs, the input's gradient
 and every parameter's gradient must agree.
 """
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor, fast, layers
+import minipixel.fast.layers as fast_layers_module
+from minipixel.fast.scan_core import ScanCore
 from minipixel.models import build
 from minipixel.ops import flip
 from minipixel.sampling.cached import teacher_forced_logits
@@ -32,7 +36,8 @@ def run(fn, inputs, params, seed):
     outs = fn(*inputs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     rng = np.random.default_rng(seed)
-    total = sum((o * Tensor(rng.uniform(0.5, 1.5, size=o.shape))).sum() for o in outs)
+    total = sum((o * Tensor(rng.uniform(0.5, 1.5, size=o.shape).astype(o.dtype))).sum()
+                for o in outs)
     total.backward()
     return ([o.numpy() for o in outs], [t.grad.copy() for t in inputs],
             [np.zeros(p.shape) if p.grad is None else p.grad.copy() for p in params])
@@ -92,6 +97,49 @@ def test_fast_diagonal_direction_equals_paper(direction, h, colours, N, H, W, se
     else:
         fused_fn, paper_fn = fused, paper
     assert_twins(fused_fn, paper_fn, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+class BottomPaddedDirection(layers.DiagonalLSTM):
+    """The paper direction with its 2 x 1 state conv reading rows r and r + 1 (a known bug)."""
+    state_padding = ((0, 1), (0, 0))
+
+
+@given(**sizes)
+def test_fast_scan_with_a_tap_below_equals_its_paper_twin(h, colours, N, H, W, seed):
+    """The fast scan skips the rows left of the image (all equal) only when no tap reads
+    the row below; with one that does (offset +1, the bottom padding bug) it computes
+    every row, and still equals the paper layer written that way."""
+    fused = fast.FastDiagonalLSTM(h, colours, np.random.default_rng(seed), np.float64)
+    paper = BottomPaddedDirection(h, colours, np.random.default_rng(seed), np.float64)
+    x = random_array(np.random.default_rng(seed + 1), (N, 2 * h, H, W))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(fast_layers_module, "DIAGONAL_OFFSETS", (0, 1))
+        assert_twins(fused, paper, leaves(x), fused.parameters(), paper.parameters(), seed)
+
+
+def test_scan_refuses_rows_it_did_not_compute():
+    """A step whose taps would read rows above the previous step's rows (never computed)
+    is refused when the scan is laid out, not read as zeros."""
+    with pytest.raises(ValueError, match="above the previous step's rows"):
+        ScanCore((-1, 0), ((1, 2), (0, 2)), 3, 1, 1, 4, np.float64, np)
+    ScanCore((-1, 0), ((0, 1), (1, 2)), 3, 1, 1, 4, np.float64, np)      # row 0 was computed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_diagonal_with_saturated_gates_equals_paper_silently(dtype):
+    """Gate inputs in the hundreds: the in-place cell's exp overflows to inf, which must
+    give the gates' exact limits, equal to the paper path's, with no NumPy warning."""
+    fused, paper = (layer.astype(dtype) for layer in twins("bilstm", 3, 3, seed=7))
+    x = random_array(np.random.default_rng(8), (2, 6, 4, 5)) * 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = run(fused, [Tensor(x.astype(dtype), requires_grad=True)], fused.parameters(), 9)
+    want = run(paper, [Tensor(x.astype(dtype), requires_grad=True)], paper.parameters(), 9)
+    tol = TOL if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            assert np.isfinite(a).all()
+            np.testing.assert_allclose(a, b, **tol)
 
 
 @given(N=st.integers(1, 2), K=st.integers(2, 6), rest=st.sampled_from([(), (3,), (2, 2, 3)]),

@@ -12,6 +12,7 @@ import pytest
 import minipixel.fast.cell as fast_cell_module
 import minipixel.fast.layers as fast_layers_module
 import minipixel.fast.scan as fast_scan_module
+import minipixel.fast.scan_core as fast_scan_core_module
 import minipixel.layers.conv as conv_module
 import minipixel.layers.diagonal_bilstm as diagonal_module
 import minipixel.layers.row_lstm as row_module
@@ -60,10 +61,12 @@ def faulty_cell_forward(pre, c_prev, xp):
     return o * xp.tanh(c), c, None
 
 
-def faulty_cell_step(act, c_prev, c, tc, h, tmp, s, off, xp):
-    """The scan's in-place cell step with the same bug: sigmoid on g too."""
-    act[...] = sigmoid_array(act, xp)
+def faulty_cell_step(act, c_prev, c, tc, h, tmp, xp):
+    """The scan's in-place cell step with the same bug: sigmoid on g too. It takes
+    z = k * pre (k = -1 for i, f, o and -2 for g)."""
     n = c_prev.shape[1]
+    act[:, 2 * n:3 * n] /= 2                     # -pre for every gate
+    act[...] = sigmoid_array(-act, xp)
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c[...] = f * c_prev + i * g
     tc[...] = xp.tanh(c)
@@ -118,11 +121,11 @@ def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(fast_scan_module, "lstm_cell_forward", faulty_cell_forward)   # lstm_scan's
         assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
-    # the Diagonal BiLSTM's scan (ScanCore) runs the cell in place: the same check there
+    # the Diagonal BiLSTM's scan (scan_core.ScanCore) runs the cell in place: the same check there
     paper = DiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     fused = fast.FastDiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     np.testing.assert_allclose(hidden(fused), hidden(paper), rtol=1e-12, atol=1e-12)
-    monkeypatch.setattr(fast_scan_module.fused_cell, "lstm_cell_step", faulty_cell_step)
+    monkeypatch.setattr(fast_scan_core_module.fused_cell, "lstm_cell_step", faulty_cell_step)
     assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
 
 

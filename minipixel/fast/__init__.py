@@ -4,11 +4,12 @@ The paper path (minipixel/layers/) writes each layer from engine ops as the
 paper does and lets the engine derive every backward. This package holds the
 same computations fused for speed, with hand-written backwards:
 
-    cell.py     the LSTM cell, all four gates from one tanh
-    scan.py     the recurrence as one op, backpropagation through time by hand,
-                on preallocated buffers (ScanCore)
-    diagonal.py the Diagonal LSTM's directions as one op: input-to-state product,
-                skew into the scan's layout with the bias, scan, unskew
+    cell.py     the LSTM cell, all four gates from one tanh (one exp in place)
+    scan.py     the recurrence as one op, backpropagation through time by hand
+    scan_core.py the same in place on row blocks, computing only the rows some
+                output needs (the Diagonal LSTM's)
+    diagonal.py the Diagonal LSTM's directions as one op: skew, input-to-state
+                product, scan, unskew
     layers.py   FastRowLSTMLayer, FastDiagonalLSTM, FastDiagonalBiLSTMLayer
                 (both directions in one scan)
     losses.py   softmax and Bernoulli NLL with their gradients by hand (the

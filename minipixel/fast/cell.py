@@ -69,18 +69,31 @@ def lstm_cell_backward(dh, dc, cache, xp):
     return dact * (s * s - centred * centred), dc * f
 
 
-def lstm_cell_step(act, c_prev, c, tc, h, tmp, s, off, xp):
+def exp_gate_scale(xp, n, dtype):
+    """k (4h, 1): -1 for i, f, o and -2 for g, the scaling of pre that lstm_cell_step takes."""
+    k = xp.full((4 * n, 1), -1.0, dtype=dtype)
+    k[2 * n:3 * n] = -2.0
+    return k
+
+
+def lstm_cell_step(act, c_prev, c, tc, h, tmp, xp):
     """The same forward in place, for the scan's inner loop: no allocation.
 
-    act (D, 4h, M) holds pre on entry and the gate activations (i, f, g, o) on exit;
-    c, tc = tanh(c), h (D, h, M) are written into the given buffers; tmp (D, h, M) is
-    scratch; s, off from gate_scale (4h, 1)."""
+    act (D, 4h, M) holds z = k * pre on entry (k from exp_gate_scale: the scan folds
+    it into its weights) and the gate activations (i, f, g, o) on exit; c, tc = tanh(c),
+    h (D, h, M) are written into the given buffers; tmp (D, h, M) is scratch.
+
+    The gates come from one exp rather than one tanh (NumPy's float32 exp costs
+    about half its tanh): sigmoid(x) = 1 / (1 + exp(-x)) for i, f, o, and
+    tanh(x) = 2 sigmoid(2x) - 1 for g. Where z is large, exp(z) overflows to inf and
+    the gate to its exact limit 0 (the caller silences NumPy's overflow warning)."""
     n = c_prev.shape[1]
-    act *= s
-    xp.tanh(act, out=act)
-    act *= s
-    act += off                                          # act = s * tanh(s * pre) + s_off
+    xp.exp(act, out=act)
+    act += 1
+    xp.divide(1, act, out=act)                          # sigmoid(pre); sigmoid(2 pre) for g
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    g *= 2
+    g -= 1                                              # g = tanh(pre)
     xp.multiply(f, c_prev, out=c)                       # c = f * c_prev + i * g
     xp.multiply(i, g, out=tmp)
     c += tmp
@@ -88,9 +101,9 @@ def lstm_cell_step(act, c_prev, c, tc, h, tmp, s, off, xp):
     xp.multiply(o, tc, out=h)                           # h = o * tanh(c)
 
 
-def lstm_cell_step_backward(dh, dc, act, c_prev, tc, s2, off, dact, tmp, tmp_g, xp):
+def lstm_cell_step_backward(dh, dc, act, c_prev, tc, dact, tmp, tmp_g, xp):
     """lstm_cell_step's backward in place: dh, dc (D, h, M)  ->  dact (D, 4h, M) = d pre,
-    and dc overwritten with d c_prev. s2 = s * s; tmp (D, h, M), tmp_g (D, 4h, M) scratch.
+    and dc overwritten with d c_prev. tmp (D, h, M), tmp_g (D, 4h, M) scratch.
 
     The steps of lstm_cell_backward, in the same order."""
     n = c_prev.shape[1]
@@ -106,10 +119,11 @@ def lstm_cell_step_backward(dh, dc, act, c_prev, tc, s2, off, dact, tmp, tmp_g, 
     xp.multiply(dc, g, out=dact[:, :n])                 # di
     xp.multiply(dc, c_prev, out=dact[:, n:2 * n])       # df
     xp.multiply(dc, i, out=dact[:, 2 * n:3 * n])        # dg
-    # 3. act = s * tanh(s * pre) + s_off:  d act / d pre = s^2 - (act - s_off)^2
-    xp.subtract(act, off, out=tmp_g)
-    tmp_g *= tmp_g
-    xp.subtract(s2, tmp_g, out=tmp_g)
+    # 3. d act / d pre: sigmoid' = act (1 - act) for i, f, o; tanh' = 1 - g^2 for g
+    xp.subtract(1, act, out=tmp_g)
+    tmp_g *= act
+    xp.multiply(g, g, out=tmp_g[:, 2 * n:3 * n])
+    xp.subtract(1, tmp_g[:, 2 * n:3 * n], out=tmp_g[:, 2 * n:3 * n])
     dact *= tmp_g
     dc *= f                                             # d c_prev
 

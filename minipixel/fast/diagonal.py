@@ -4,32 +4,75 @@ The fast twin of DiagonalLSTM.forward (minipixel/layers/diagonal_bilstm.py) for
 D = 1 or 2 directions at once; equal to it, forward and every gradient (tested).
 
 Notation: N batch, C = 2h input maps, h hidden units, G = 4h, H x W image,
-S = H + W - 1 skewed columns (the scan's steps), M = (H + 1) * N positions per
-step (scan.py's layout: step-major, positions (row, image), a padding slot in front).
+S = H + W - 1 skewed columns (the scan's steps, scan_core.py), L = H rows.
 
     x (N, C, H, W); weight (D*G, C, 1, 1) and its mask, bias (D, G),
     k_ss (D, G, h, 2, 1), h0, c0 (D, h)
       -> (D, N, h, H, W): each direction's hidden states; direction 1 runs right
          to left (on the columns reversed) and comes back in the image's order
 
-    gates = (weight * mask) @ x            (D, G, H, W, N): K_is (*) x, one product
-    xg[r + c', d, :, 1 + r] = bias[d] + gates[d, :, r, c]      c' = c, or W-1-c for d = 1
-    xg = bias at every other skewed position; then the scan (scan.ScanCore)
-    out[d, :, r, c] = hs[1 + r + c', d, :, 1 + r]              (unskew)
+In each direction's own column order (columns reversed for d = 1), with step j
+computing rows first_j .. last_j (below), the scan's gate inputs are
 
-K_is is a 1 x 1 conv, so it commutes with the skew and with the left-right
-flip: it runs on x unskewed (half the skewed map's positions), and the skew is
-a copy of its output straight into the scan's layout, one image row at a time
-(contiguous runs of N values); unskew and the backward's skews are the same
-copies the other way.
+    x_skew[d][:, step j's columns] = x[:, r, j - r] for its rows r on the image, else 0
+    act[j][d] = k * ((weight_d * mask_d) @ x_skew[d][:, step j's columns] + bias_d)
+    out[d, :, r, c] = h[r + c][d, :, r]                                 (unskew)
+
+(k: the in-place cell's gate scale, folded into the weights; scan_core.py).
+K_is is a 1 x 1 conv, so it commutes with the skew: the skew moves x's C maps,
+not the 4h gate maps per direction. Each skewed column is a diagonal of the
+image, read and written as one slice (``diagonal``) of pixel-major
+arrays (H, W, maps, N), where a pixel's maps are one contiguous run. The steps'
+columns lie side by side in one matrix per direction (x_skew, and d act from
+ScanCore.backward), so the backward's products for the weight, bias and input
+gradients are one each, over all steps at once.
+
+Which rows the scan computes at skewed column j:
+    rows j-W+1 .. j        the image's pixels on that diagonal
+    row j+1                one row left of the image (column -1): the bias alone
+    rows above j-W+1       right of the image: no output sees them; not computed
+    rows below j+1         left of the image: not computed, see below
+Left of the image the input is zero (the skew pads with zeros), so the gates
+there are the bias alone, and a state there reads only states left of the image
+(rows r-1 and r of the previous column, both left of it when row r is): by
+induction every row left of the image holds the same state at column j. The
+scan computes it once, in row j+1, and reads the rows below as equal to it
+(scan_core.py). With K_ss's offsets (-1, 0) this is exact; a kernel that reads
+the row below (offset +1) would see the bottom padding, so then every row down
+to H-1 is computed.
 """
+import functools
+
 from ..tensor import check_same, record
-from .scan import ScanCore
+from .scan_core import ScanCore
 
 
-def in_image_order(a, d):
-    """(..., W, N): direction d's columns in the image's order (reversed for d = 1)."""
-    return a if d == 0 else a[..., ::-1, :]
+def own_order(a, d):
+    """(H, W, ...): direction d's columns in its own order (reversed for d = 1)."""
+    return a if d == 0 else a[:, ::-1]
+
+
+def diagonal(a, j, first, count):
+    """A view (D, C, count, N) of a (D, H, W, C, N), pixel-major: the pixels (r, j - r)
+    for r = first .. first + count - 1, skewed column j's part of the image. In the
+    flattened pixels (r * W + c) they are every (W - 1)-th, from j + first * (W - 1)."""
+    D, H, W, C, N = a.shape
+    start = j + first * (W - 1)
+    pixels = a.reshape(D, H * W, C, N)[:, start:start + (count - 1) * (W - 1) + 1:max(W - 1, 1)]
+    return pixels.transpose(0, 2, 1, 3)
+
+
+@functools.lru_cache(maxsize=64)
+def scan_rows(H, W, every_row):
+    """Per skewed column j: the rows the scan computes (first, last) and how many of them,
+    from the first, are the image's."""
+    rows, image_rows = [], []
+    for j in range(H + W - 1):
+        first = max(0, j - W + 1)                       # rows above it: right of the image
+        last = H - 1 if every_row else min(j + 1, H - 1)
+        rows.append((first, last))
+        image_rows.append(min(j, H - 1) - first + 1)
+    return tuple(rows), tuple(image_rows)
 
 
 def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
@@ -39,51 +82,63 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     xp = x.xp
     N, C, H, W = x.shape
     D, G = bias.shape
-    n, S, dt = G // 4, H + W - 1, x.dtype
+    n, dt = G // 4, x.dtype
     if weight.shape != (D * G, C, 1, 1) or k_ss.shape[:3] != (D, G, n) or \
             h0.shape != (D, n) or c0.shape != (D, n):
         raise ValueError(f"diagonal_lstm: x (N, C, H, W), weight (D*4h, C, 1, 1), bias (D, 4h), "
                          f"k_ss (D, 4h, h, 2, 1), h0 and c0 (D, h) expected, got {x.shape}, "
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
-    # 1. K_is (*) x for every direction: one product, positions (H, W, N)
-    xt = xp.ascontiguousarray(x.data.transpose(1, 2, 3, 0)).reshape(C, H * W * N)
-    w = (weight.data * mask).reshape(D * G, C)
-    gates = (w @ xt).reshape(D, G, H, W, N)
-    # 2. skew into the scan's layout (S, D, G, H + 1, N), the bias at every position
-    xg = xp.empty((S, D, G, H + 1, N), dtype=dt)
-    xg[...] = bias.data.reshape(D, G, 1, 1)
+    rows, image_rows = scan_rows(H, W, every_row=max(offsets) > 0)
+    core = ScanCore(offsets, rows, H, N, D, G, dt, xp)
+    # 1. skew x into one matrix per direction, step j's rows in columns spans[j]:
+    #    x on the image's rows, zero below them (left of the image)
+    spans = core.spans
+    x_own = xp.empty((D, H, W, C, N), dtype=dt)
     for d in range(D):
-        for r in range(H):
-            xg[r:r + W, d, :, 1 + r] += in_image_order(gates[d, :, r], d).transpose(1, 0, 2)
-    del gates
-    # 3. the scan over skewed columns, then unskew
-    core = ScanCore(offsets, N, xp)
-    # skewed column j reaches the image's right edge at row j - W + 1: the rows above
-    # it are right of the image, where no output looks; they are not computed
-    live = [N * (1 + max(0, j - W + 1)) for j in range(S)]
-    hs = core.forward(xg.reshape(S, D, G, (H + 1) * N), k_ss.data, h0.data, c0.data, live)
-    hs = hs[1:].reshape(S, D, n, H + 1, N)
-    out = xp.empty((D, n, H, W, N), dtype=dt)
-    for d in range(D):
-        for r in range(H):
-            out[d, :, r] = in_image_order(hs[r:r + W, d, :, 1 + r].transpose(1, 0, 2), d)
+        x_own[d] = own_order(x.data.transpose(2, 3, 1, 0), d)
+    x_skew = xp.empty((D, C, spans[-1][1]), dtype=dt)
+    for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
+        x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
+            diagonal(x_own, j, rows[j][0], k)
+        x_skew[:, :, lo + k * N:hi] = 0
+    del x_own
+    # 2. the gate inputs K_is (*) x + bias, one product per step into its block
+    w = (weight.data * mask).reshape(D, G, C)
+    w_k, b_k = w * core.gate_scale, bias.data.reshape(D, G, 1) * core.gate_scale
+    for j, (lo, hi) in enumerate(spans):
+        z = core.act[j]                                  # the cell takes k * pre (scan_core.py)
+        xp.matmul(w_k, x_skew[:, :, lo:hi], out=z)
+        z += b_k
+    # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
+    hs = core.forward(k_ss.data, h0.data, c0.data)
+    out = xp.empty((D, H, W, n, N), dtype=dt)
+    for j, k in enumerate(image_rows):
+        diagonal(out, j, rows[j][0], k)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
+    if D == 2:
+        out[1] = out[1, :, ::-1].copy()                                     # image order
 
     def backward(grad):
-        gy = grad.transpose(0, 2, 3, 4, 1)                               # (D, h, H, W, N)
-        g_scan = xp.zeros((S, D, n, H + 1, N), dtype=dt)                  # skew the gradient
+        g_own = xp.empty((D, H, W, n, N), dtype=dt)
         for d in range(D):
-            for r in range(H):
-                g_scan[r:r + W, d, :, 1 + r] = in_image_order(gy[d, :, r], d).transpose(1, 0, 2)
-        dxg, dK, dh0, dc0 = core.backward(g_scan.reshape(S, D, n, (H + 1) * N))
-        db = dxg.sum(axis=(0, 3))                     # every skewed position (padding slots: 0)
-        dxg = dxg.reshape(S, D, G, H + 1, N)
-        dgates = xp.empty((D, G, H, W, N), dtype=dt)                      # unskew d xg
-        for d in range(D):
-            for r in range(H):
-                dgates[d, :, r] = in_image_order(dxg[r:r + W, d, :, 1 + r].transpose(1, 0, 2), d)
-        dgates = dgates.reshape(D * G, H * W * N)
-        dw = (dgates @ xt.T).reshape(weight.shape) * mask
-        dx = (w.T @ dgates).reshape(C, H, W, N).transpose(3, 0, 1, 2)
-        return dx, dw, db, dK, dh0, dc0
-    return record(out.transpose(0, 4, 1, 2, 3), (x, weight, bias, k_ss, h0, c0), backward,
+            g_own[d] = own_order(grad[d].transpose(2, 3, 1, 0), d)
+        g = core.blocks(n)
+        for j, k in enumerate(image_rows):
+            gj = g[j].reshape(D, n, -1, N)
+            gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k)
+            gj[:, :, k:] = 0
+        dgates, dK, dh0, dc0 = core.backward(g)                          # (D, G, columns)
+        # 2. gates = w @ x_skew + b
+        db = dgates.sum(axis=2)
+        dw = dgates @ x_skew.transpose(0, 2, 1)                             # (D, G, C)
+        dx_skew = w.transpose(0, 2, 1) @ dgates                             # (D, C, columns)
+        # 1. the skew's: each pixel's gradient back from its step's columns
+        dx_own = xp.empty((D, H, W, C, N), dtype=dt)
+        for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
+            diagonal(dx_own, j, rows[j][0], k)[...] = \
+                dx_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)
+        dx = dx_own[0]
+        for d in range(1, D):
+            dx = dx + own_order(dx_own[d], d)
+        return (dx.transpose(3, 2, 0, 1), dw.reshape(weight.shape) * mask, db, dK, dh0, dc0)
+    return record(out.transpose(0, 4, 3, 1, 2), (x, weight, bias, k_ss, h0, c0), backward,
                   "diagonal_lstm")

@@ -1,0 +1,225 @@
+"""ScanCore: the LSTM scan in place on row blocks, each step computing only the rows it needs.
+
+The Diagonal LSTM's scan (diagonal.py); equal to the paper layer's loop of a
+2 x 1 conv and an lstm_cell per skewed column, forward and backward (tested).
+
+Notation
+--------
+D directions side by side, N batch, h hidden units, G = 4h gate maps, S steps,
+L rows (the positions along a step; each row holds all N images), T taps of
+K_ss at row offsets o_t (the Diagonal LSTM: o = -1, 0, rows r-1 and r of the
+previous skewed column).
+
+Step s computes rows a_s .. b_s only (``rows[s]``); its arrays are blocks of
+w_s = (b_s - a_s + 1) * N positions, ordered (row, image), each block one
+contiguous piece of a flat buffer per quantity, so every elementwise pass of
+the cell is one run over memory:
+
+    act[s]            (D, G, w_s)     the gate inputs (times k, below), then the activations
+    h[s], c[s], tc[s] (D, h, w_s)     tc = tanh(c)
+    taps[s]           (D, T*h, w_s)   taps[s][:, t*h:(t+1)*h] at row r = h_{s-1} at row r + o_t
+    c_in[s]           (D, h, w_s)     c_{s-1} at rows a_s .. b_s
+
+A row q of h_{s-1} or c_{s-1} that step s reads is
+
+    zero                   outside 0 .. L-1 (the image's padding)
+    step s-1's row q       inside a_{s-1} .. b_{s-1}
+    step s-1's row b_{s-1} below b_{s-1}: states below a step's last row are taken
+                           to equal it (the Diagonal LSTM's states left of the image,
+                           which see only the bias and each other: the same in every row)
+
+and rows above a_{s-1} are not computed, so must not be read (checked). Before
+step 0 every row holds the initial state h0, c0 (one vector per direction).
+
+For each step (paper eq. 3):
+
+    pre = x_gates[s] + K_ss @ taps[s]              (D, G, T*h) @ (D, T*h, w_s): one product
+    h[s], c[s] = lstm_cell(pre, c_in[s])           in place (cell.lstm_cell_step)
+
+The in-place cell takes z = k * pre, k = -1 for the gates i, f, o and -2 for g
+(its exp form, cell.py); k is folded into K_ss here and into the input weights
+by the caller, so act[s] holds k * x_gates[s] on entry and z after the product.
+
+The backward runs the steps in reverse (backpropagation through time); the
+gradient of each row read from step s-1 goes back to the row it came from:
+dropped for padding, summed into row b_{s-1} for the rows below it.
+"""
+import functools
+
+import numpy as np
+
+from . import cell as fused_cell
+
+
+class RowMap:
+    """Where rows a .. b of one step read step s-1's rows ap .. bp, at row offset o.
+
+    Segments in rows relative to the reading block: ``copy`` (d0, d1, q0) reads rows
+    q0 .. of the previous block; ``repeat`` (d0, d1) its last row; ``zero`` the padding."""
+
+    def __init__(self, a, b, ap, bp, o, L):
+        q_first, q_last = a + o, b + o
+        if max(q_first, 0) <= min(q_last, ap - 1):
+            raise ValueError(f"ScanCore: rows {a}..{b} read rows {max(q_first, 0)}.. at offset "
+                             f"{o}, above the previous step's rows {ap}..{bp}")
+        clip = lambda q: min(max(q, q_first), q_last + 1) - q_first   # noqa: E731
+        self.zero = [(0, clip(0)), (clip(L), b - a + 1)]
+        self.copy = (clip(ap), clip(bp + 1), clip(ap) + q_first - ap)
+        self.repeat = (clip(bp + 1), clip(L))
+
+    def gather(self, dst, src, N):
+        """dst (D, k, R*N) <- src (D, k, Rp*N) by the segments."""
+        D, k = dst.shape[:2]
+        d4, s4 = dst.reshape(D, k, -1, N), src.reshape(D, k, -1, N)
+        for z0, z1 in self.zero:
+            if z1 > z0:
+                d4[:, :, z0:z1] = 0
+        d0, d1, q0 = self.copy
+        if d1 > d0:
+            d4[:, :, d0:d1] = s4[:, :, q0:q0 + d1 - d0]
+        r0, r1 = self.repeat
+        if r1 > r0:
+            d4[:, :, r0:r1] = s4[:, :, -1:]
+
+    def scatter_add(self, dsrc, ddst, N, xp):
+        """The adjoint of gather: dsrc (D, k, Rp*N) += ddst (D, k, R*N) by the segments."""
+        D, k = ddst.shape[:2]
+        d4, s4 = ddst.reshape(D, k, -1, N), dsrc.reshape(D, k, -1, N)
+        d0, d1, q0 = self.copy
+        if d1 > d0:
+            s4[:, :, q0:q0 + d1 - d0] += d4[:, :, d0:d1]
+        r0, r1 = self.repeat
+        if r1 > r0:
+            s4[:, :, -1] += d4[:, :, r0:r1].sum(axis=2)
+
+
+class Blocks:
+    """One flat buffer holding a (D, k, w_s) block per step, each contiguous."""
+
+    def __init__(self, widths, D, k, dtype, xp, zero=False):
+        starts = [0]
+        for w in widths:
+            starts.append(starts[-1] + D * k * w)
+        self.flat = (xp.zeros if zero else xp.empty)(starts[-1], dtype=dtype)
+        self.blocks = [self.flat[lo:hi].reshape(D, k, w)
+                       for lo, hi, w in zip(starts, starts[1:], widths)]
+
+    def __getitem__(self, s):
+        return self.blocks[s]
+
+
+@functools.lru_cache(maxsize=64)
+def plan(offsets, rows, L, N):
+    """The scan's layout for given taps, rows per step, L and N (the same for every
+    layer of a model and every training step, so made once): block widths, the steps'
+    spans side by side, and the RowMaps of each step's taps and of c_{s-1}."""
+    if any(abs(o) > 1 for o in offsets):
+        raise ValueError(f"ScanCore: tap offsets must lie in -1..1, got {offsets}")
+    widths = [(b - a + 1) * N for a, b in rows]
+    ends = [sum(widths[:s + 1]) for s in range(len(rows))]
+    spans = [(e - w, e) for e, w in zip(ends, widths)]
+    prev = [(0, L - 1)] + list(rows[:-1])                      # before step 0: every row
+    tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
+                for (a, b), (ap, bp) in zip(rows, prev)]
+    c_maps = [RowMap(a, b, ap, bp, 0, L) for (a, b), (ap, bp) in zip(rows, prev)]
+    return tuple(widths), tuple(spans), tuple(map(tuple, tap_maps)), tuple(c_maps)
+
+
+class ScanCore:
+    """The scan on row blocks (see the module docstring).
+
+    ``core.act[s]`` is filled by the caller with step s's gate inputs times
+    ``core.gate_scale`` (k = -1 for i, f, o and -2 for g, the in-place cell's exp form;
+    fold it into the input weights and bias); then
+    ``forward(k_ss, h0, c0)`` -> the h blocks; ``backward(g)`` with g the gradient of
+    each h block (a ``core.blocks(h)``) -> d act blocks, d k_ss, d h0, d c0."""
+
+    def __init__(self, offsets, rows, L, N, D, G, dtype, xp):
+        self.offsets, self.rows, self.L, self.N, self.D, self.G = tuple(offsets), rows, L, N, D, G
+        self.n, self.dtype, self.xp = G // 4, dtype, xp
+        self.widths, self.spans, self.tap_maps, self.c_maps = plan(self.offsets, tuple(rows), L, N)
+        self.act = self.blocks(G)
+        self.gate_scale = fused_cell.exp_gate_scale(xp, self.n, dtype)        # k (G, 1)
+
+    def blocks(self, k, zero=False):
+        return Blocks(self.widths, self.D, k, self.dtype, self.xp, zero)
+
+    def forward(self, k_ss, h0, c0):
+        """k_ss (D, G, h, KH, KW) with KH * KW = T taps in the offsets' order; h0, c0 (D, h)."""
+        xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
+        T, w_max = len(self.offsets), max(self.widths)
+        K = k_ss.reshape(D, G, n, T)
+        K_taps = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, G, T * n)
+        self.K_T = xp.ascontiguousarray(K_taps.transpose(0, 2, 1))             # (D, T*h, G)
+        self.k_shape = k_ss.shape
+        K_taps = K_taps * self.gate_scale                   # the cell's k folded in (z = k pre)
+        self.h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
+        c_init = xp.broadcast_to(c0[:, :, None], (D, n, self.L * N))
+        self.h, self.c, self.tc = self.blocks(n), self.blocks(n), self.blocks(n)
+        self.c_in = self.blocks(n)
+        self.taps = xp.empty((D, T * n, self.spans[-1][1]), dtype=dt)    # the steps side by side
+        Y, tmp = xp.empty(D * G * w_max, dtype=dt), xp.empty(D * n * w_max, dtype=dt)
+        h_prev, c_prev = self.h_init, c_init
+        with np.errstate(over="ignore"):                   # exp(z) = inf: a gate at its limit 0
+            for step in range(len(self.widths)):
+                h_prev, c_prev = self.step(step, K_taps, h_prev, c_prev, Y, tmp)
+        return self.h
+
+    def step(self, step, K_taps, h_prev, c_prev, Y, tmp):
+        """One step of the forward: h_{s-1}, c_{s-1} (blocks)  ->  h_s, c_s (blocks)."""
+        xp, N, D, G, n = self.xp, self.N, self.D, self.G, self.n
+        w, (lo, hi) = self.widths[step], self.spans[step]
+        taps = self.taps[:, :, lo:hi]
+        for t, row_map in enumerate(self.tap_maps[step]):
+            row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
+        self.c_maps[step].gather(self.c_in[step], c_prev, N)
+        z, Yw = self.act[step], Y[:D * G * w].reshape(D, G, w)
+        xp.matmul(K_taps, taps, out=Yw)
+        z += Yw                                          # z = k (x_gates + K_ss @ taps)
+        fused_cell.lstm_cell_step(z, self.c_in[step], self.c[step], self.tc[step], self.h[step],
+                                  tmp[:D * n * w].reshape(D, n, w), xp)
+        return self.h[step], self.c[step]
+
+    def backward(self, g):
+        """g: Blocks of the gradient of each step's h  ->  d act (D, G, columns: the steps
+        side by side, step s in spans[s]), d k_ss, d h0, d c0."""
+        xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
+        T, w_max = len(self.offsets), max(self.widths + (self.L * N,))
+        dact_all = xp.empty((D, G, self.spans[-1][1]), dtype=dt)
+        dact_buf = xp.empty(D * G * w_max, dtype=dt)
+        scratch = [xp.empty(D * n * w_max, dtype=dt) for _ in range(4)]
+        tmp, tmp_g = xp.empty(D * n * w_max, dtype=dt), xp.empty(D * G * w_max, dtype=dt)
+        dtaps_buf = xp.empty(D * T * n * w_max, dtype=dt)
+        w_last = self.widths[-1]
+        dh = scratch[0][:D * n * w_last].reshape(D, n, w_last)       # step S-1: nothing from later
+        dc = scratch[1][:D * n * w_last].reshape(D, n, w_last)
+        dh[...] = 0
+        dc[...] = 0
+        for step in reversed(range(len(self.widths))):
+            w, (lo, hi) = self.widths[step], self.spans[step]
+            w_prev = self.widths[step - 1] if step else self.L * N
+            # 1. the cell: h_s gets gradient from the output and from step s+1
+            dh += g[step]
+            dact = dact_buf[:D * G * w].reshape(D, G, w)
+            fused_cell.lstm_cell_step_backward(dh, dc, self.act[step], self.c_in[step],
+                                               self.tc[step], dact,
+                                               tmp[:D * n * w].reshape(D, n, w),
+                                               tmp_g[:D * G * w].reshape(D, G, w), xp)
+            dact_all[:, :, lo:hi] = dact
+            # 2. pre_s = act_s + K_ss @ taps_s (K_ss's gradient after the loop)
+            dtaps = dtaps_buf[:D * T * n * w].reshape(D, T * n, w)
+            xp.matmul(self.K_T, dact, out=dtaps)
+            # 3. the rows step s read from step s-1 get their gradient back
+            dh_prev = scratch[2][:D * n * w_prev].reshape(D, n, w_prev)
+            dc_prev = scratch[3][:D * n * w_prev].reshape(D, n, w_prev)
+            dh_prev[...] = 0
+            dc_prev[...] = 0
+            for t, row_map in enumerate(self.tap_maps[step]):
+                row_map.scatter_add(dh_prev, dtaps[:, t * n:(t + 1) * n], N, xp)
+            self.c_maps[step].scatter_add(dc_prev, dc, N, xp)
+            dh, dc = dh_prev, dc_prev
+            scratch[0], scratch[1], scratch[2], scratch[3] = scratch[2], scratch[3], scratch[0], scratch[1]
+        # K_ss's gradient, every step at once: sum over steps of d pre_s @ taps_s^T
+        dK = dact_all @ self.taps.transpose(0, 2, 1)                        # (D, G, T*h)
+        dK = dK.reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(self.k_shape)
+        return dact_all, dK, dh.sum(axis=2), dc.sum(axis=2)
