@@ -94,8 +94,9 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     #    x on the image's rows, zero below them (left of the image)
     spans = core.spans
     x_own = xp.empty((D, H, W, C, N), dtype=dt)
-    for d in range(D):
-        x_own[d] = own_order(x.data.transpose(2, 3, 1, 0), d)
+    x_own[0] = x.data.transpose(2, 3, 1, 0)
+    for d in range(1, D):
+        x_own[d] = own_order(x_own[0], d)
     x_skew = xp.empty((D, C, spans[-1][1]), dtype=dt)
     for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
         x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
