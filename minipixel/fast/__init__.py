@@ -5,8 +5,9 @@ paper does and lets the engine derive every backward. This package holds the
 same computations fused for speed, with hand-written backwards:
 
     cell.py     the LSTM cell, all four gates from one tanh
-    scan.py     the recurrence as one op, backpropagation through time by hand,
-                on preallocated buffers (ScanCore)
+    scan.py     the recurrence, backpropagation through time by hand, on
+                preallocated buffers (ScanCore)
+    row.py      the Row LSTM's input-to-state conv and scan over rows as one op
     diagonal.py the Diagonal LSTM's directions as one op: input-to-state product,
                 skew into the scan's layout with the bias, scan, unskew
     layers.py   FastRowLSTMLayer, FastDiagonalLSTM, FastDiagonalBiLSTMLayer
@@ -22,7 +23,8 @@ piece equal its paper twin in float64 at 1e-12
 from .cell import lstm_cell
 from .layers import FastDiagonalBiLSTMLayer, FastDiagonalLSTM, FastRowLSTMLayer
 from .losses import sigmoid_nll, softmax_nll
-from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS, lstm_scan
+from .row import row_lstm
+from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS
 
-__all__ = ["lstm_cell", "lstm_scan", "ROW_OFFSETS", "DIAGONAL_OFFSETS", "FastRowLSTMLayer",
+__all__ = ["lstm_cell", "row_lstm", "ROW_OFFSETS", "DIAGONAL_OFFSETS", "FastRowLSTMLayer",
            "FastDiagonalLSTM", "FastDiagonalBiLSTMLayer", "sigmoid_nll", "softmax_nll"]

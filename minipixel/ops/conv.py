@@ -89,6 +89,33 @@ def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
     return dxpad_t.reshape(C, N, Hp, Wp)
 
 
+def tap_weights(w, mask, taps):
+    """w (OC, C, KH, KW) and its 0/1 mask (or None)  ->  the kept taps' masked weights
+    w_flat (OC, C * T), rows ordered (c, t) as im2col's, and the mask's kept taps
+    m_taps (OC, C, T) (None without a mask), which the weight gradient needs."""
+    xp = get_array_module(w)
+    OC, C = w.shape[:2]
+    ti, tj = [i for i, _ in taps], [j for _, j in taps]
+    w_taps = w[:, :, ti, tj]                                         # (OC, C, T)
+    m_taps = None if mask is None else xp.asarray(mask, dtype=w.dtype)[:, :, ti, tj]
+    if m_taps is not None:
+        w_taps = w_taps * m_taps
+    return w_taps.reshape(OC, C * len(taps)), m_taps
+
+
+def tap_weights_grad(dw_flat, m_taps, taps, shape):
+    """Adjoint of tap_weights: d w_flat (OC, C * T)  ->  dw of the full kernel `shape`,
+    masked, zero at the taps not kept."""
+    xp = get_array_module(dw_flat)
+    OC, C = shape[:2]
+    dw_taps = dw_flat.reshape(OC, C, len(taps))
+    if m_taps is not None:
+        dw_taps = dw_taps * m_taps
+    dw = xp.zeros(shape, dtype=dw_flat.dtype)
+    dw[:, :, [i for i, _ in taps], [j for _, j in taps]] = dw_taps
+    return dw
+
+
 def on_padded_grid(a, Hp, Wp, xp):
     """(OC, N, OH, OW) -> (OC, N * Hp * Wp): a on the padded grid, zeros elsewhere."""
     OC, N, OH, OW = a.shape
@@ -123,14 +150,9 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d: kernel {KH}x{KW} larger than padded input {Hp}x{Wp}")
     taps = kept_taps(mask, KH, KW) if taps is None else tuple(taps)
-    ti, tj = [i for i, _ in taps], [j for _, j in taps]
 
     # Forward: weights of kept taps (OC, C * T) @ col (C * T, N * OH * OW).
-    w_taps = w.data[:, :, ti, tj]                                    # (OC, C, T)
-    m_taps = None if mask is None else xp.asarray(mask, dtype=w.dtype)[:, :, ti, tj]
-    if m_taps is not None:
-        w_taps = w_taps * m_taps
-    w_flat = w_taps.reshape(OC, C * len(taps))
+    w_flat, m_taps = tap_weights(w.data, mask, taps)
     if PT or PB or PL or PR:
         xpad_t = xp.zeros((C, N, Hp, Wp), dtype=x.dtype)
         xpad_t[:, :, PT:PT + H, PL:PL + W] = x.data.transpose(1, 0, 2, 3)
@@ -158,11 +180,7 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
             on_padded_grid(g_t, Hp, Wp, xp)[:, :Q]                    # (OC, Q)
         dx = dw = db = None
         if need_w:                      # dW = g @ col^T, kept taps only, masked
-            dw_taps = (g_flat @ col.T).reshape(OC, C, len(taps))
-            if m_taps is not None:
-                dw_taps *= m_taps
-            dw = xp.zeros(w.shape, dtype=w.dtype)
-            dw[:, :, ti, tj] = dw_taps
+            dw = tap_weights_grad(g_flat @ col.T, m_taps, taps, w.shape)
         if need_x:                      # dx = col2im(W^T @ g), padding cropped
             dxpad_t = col2im(w_flat.T @ g_flat, taps, C, N, Hp, Wp, OH, OW)
             dx = dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3)

@@ -1,0 +1,191 @@
+"""The Row LSTM's hidden states as one op: input-to-state conv and the scan over rows.
+
+The fast twin of RowLSTMLayer.hidden (minipixel/layers/row_lstm.py); equal to it,
+forward and every gradient (tested).
+
+Notation
+--------
+N batch, C = 2h input maps, h hidden units, G = 4h gate maps, H x W image,
+T the input-to-state taps its mask keeps (of 1 x 3, at columns j_t - 1 from the pixel).
+
+The layout: every array is step-major (one step per image row r) and channel-major,
+and the positions of a row are the N images' rows one after the other, each behind a
+padding slot: P = N * (W + 1) positions per step,
+
+    position p = n * (W + 1) + 1 + l      for image n, column l;  p = n * (W + 1): padding
+
+so a shift by one column is a shift by one position, and the column left of l = 0 or
+right of l = W - 1 is a padding slot (or beyond the last position, read as zero). The
+rows of the channel-major images (N, C, H, W) are contiguous runs of W there, so the
+way in and out of this layout copies runs, not single values.
+
+    xr[r, c, 1 + p]    = x at row r, position p; zero at the padding slots and at
+                         one slot beyond each end                          (H, C, P + 2)
+    col[r, (c, t), p]  = xr[r, c, p + j_t]             the input-to-state conv's taps
+    xg[r] = w_taps @ col[r] + bias                     (G, P): K_is (*) x for row r
+
+and for each row r (paper eq. 3), K_ss a 1 x 3 kernel over the row above:
+
+    taps_r[(t, k), p] = h_{r-1}[k, p + t - 1]          (zero beyond either end)
+    pre_r = xg[r] + K_ss @ taps_r                      (G, P): one product
+    h_r, c_r = cell(pre_r, c_{r-1})                    in place (cell.lstm_cell_step)
+    h_r = 0 at the padding slots                       (the zero padding of K_ss)
+
+h_{-1} = h0 and c_{-1} = c0 at every position. The cell also runs at the padding
+slots (on values nothing reads) so that each step works on whole contiguous arrays.
+The backward runs the steps in reverse on the same buffers (backpropagation through
+time): the gradient reaching a padding slot's h is dropped, as h is held at zero
+there, so the padding slots' cells get none. K_ss's gradient is one batched product
+per tap over all rows at once, after the loop.
+"""
+from ..ops.conv import tap_weights, tap_weights_grad
+from ..tensor import check_same, record
+from . import cell as fused_cell
+from .scan import ROW_OFFSETS as STATE_SHIFTS   # K_ss's taps: columns l-1, l, l+1 above
+
+
+def shifted_copy(dst, src, shift):
+    """dst[..., p] = src[..., p + shift] wherever both lie within the arrays."""
+    P = src.shape[-1]
+    lo, hi = max(0, -shift), min(P, P - shift)
+    dst[..., lo:hi] = src[..., lo + shift:hi + shift]
+
+
+def shifted_copy_adjoint(dst, src, shift):
+    """The adjoint of shifted_copy: dst[..., p + shift] += src[..., p]."""
+    P = src.shape[-1]
+    lo, hi = max(0, -shift), min(P, P - shift)
+    dst[..., lo + shift:hi + shift] += src[..., lo:hi]
+
+
+class RowScan:
+    """The scan over rows on raw arrays in the layout above (positions of N images, W
+    columns each, behind a padding slot). ``forward(xg, k_ss, h0, c0)`` -> hs;
+    keeps what ``backward(g)`` needs."""
+
+    def __init__(self, N, W, xp):
+        self.N, self.W, self.xp = N, W, xp
+
+    def pads(self, a):
+        """The padding slots of a (..., P) array: a view."""
+        return a[..., ::self.W + 1]
+
+    def forward(self, xg, k_ss, h0, c0):
+        """xg (S, G, P), overwritten with the gate activations; k_ss (G, h, 1, 3);
+        h0, c0 (h,)  ->  hs (S + 1, h, P): hs[r + 1] = h_r, hs[0] = h_{-1}."""
+        xp = self.xp
+        S, G, P = xg.shape
+        n, T, dt = G // 4, len(STATE_SHIFTS), xg.dtype
+        K = k_ss.reshape(G, n, T)
+        K_taps = xp.ascontiguousarray(K.transpose(0, 2, 1)).reshape(G, T * n)   # (t, k)
+        self.K_T, self.k_shape = xp.ascontiguousarray(K_taps.T), k_ss.shape
+        s, off = fused_cell.gate_scale(xp, n, 3, dt)                   # (G, 1) each
+        self.s2, self.off = s * s, off
+        hs = xp.empty((S + 1, 1, n, P), dtype=dt)        # the cell's (D = 1, ., P) arrays
+        cs = xp.empty((S + 1, 1, n, P), dtype=dt)
+        tcs = xp.empty((S, 1, n, P), dtype=dt)
+        hs[0] = h0[:, None]
+        self.pads(hs[0])[...] = 0
+        cs[0] = c0[:, None]
+        taps = xp.zeros((T, n, P), dtype=dt)             # beyond either end: stays zero
+        Y = xp.empty((G, P), dtype=dt)
+        tmp = xp.empty((1, n, P), dtype=dt)
+        for r in range(S):
+            for t, shift in enumerate(STATE_SHIFTS):
+                shifted_copy(taps[t], hs[r, 0], shift)
+            xp.matmul(K_taps, taps.reshape(T * n, P), out=Y)
+            xg[r] += Y
+            fused_cell.lstm_cell_step(xg[r][None], cs[r], cs[r + 1], tcs[r], hs[r + 1], tmp,
+                                      s, off, xp)
+            self.pads(hs[r + 1])[...] = 0
+        self.act, self.hs, self.cs, self.tcs = xg, hs, cs, tcs
+        return hs[:, 0]
+
+    def backward(self, g):
+        """g (S, h, P), the gradient of h_0..h_{S-1} (zero at the padding slots)
+        -> d xg (S, G, P), d k_ss, d h0 (h,), d c0 (h,)."""
+        xp = self.xp
+        act, hs, cs, tcs = self.act, self.hs, self.cs, self.tcs
+        S, G, P = act.shape
+        n, T, dt = G // 4, len(STATE_SHIFTS), act.dtype
+        dxg = xp.empty((S, G, P), dtype=dt)
+        dh = xp.empty((1, n, P), dtype=dt)
+        dh_prev = xp.zeros((1, n, P), dtype=dt)
+        dc = xp.zeros((1, n, P), dtype=dt)
+        Z = xp.empty((T, n, P), dtype=dt)
+        tmp, tmp_g = xp.empty((1, n, P), dtype=dt), xp.empty((1, G, P), dtype=dt)
+        for r in reversed(range(S)):
+            # 1. the cell: h_r gets gradient from the output and from row r + 1
+            xp.add(g[r], dh_prev[0], out=dh[0])
+            fused_cell.lstm_cell_step_backward(dh, dc, act[r][None], cs[r], tcs[r], self.s2,
+                                               self.off, dxg[r][None], tmp, tmp_g, xp)
+            # 2. pre_r = xg[r] + K_ss @ taps_r, taps_r shifted copies of h_{r-1}
+            xp.matmul(self.K_T, dxg[r], out=Z.reshape(T * n, P))
+            dh_prev[...] = 0
+            for t, shift in enumerate(STATE_SHIFTS):
+                shifted_copy_adjoint(dh_prev[0], Z[t], shift)
+            self.pads(dh_prev)[...] = 0                # h is held at zero there
+        # K_ss's gradient, all rows at once: sum_r,p dpre_r[:, p] h_{r-1}[:, p + shift_t]
+        h_prev = hs[:S, 0].transpose(0, 2, 1)                        # (S, P, h)
+        dK = xp.empty((G, n, T), dtype=dt)
+        for t, shift in enumerate(STATE_SHIFTS):
+            lo, hi = max(0, -shift), min(P, P - shift)
+            dK[:, :, t] = xp.matmul(dxg[..., lo:hi], h_prev[:, lo + shift:hi + shift]).sum(axis=0)
+        return dxg, dK.reshape(self.k_shape), dh_prev[0].sum(axis=1), dc[0].sum(axis=1)
+
+
+def row_lstm(x, weight, mask, taps, bias, k_ss, h0, c0):
+    """(N, C, H, W), input-to-state weight (G, C, 1, 3), its mask and kept taps
+    ((0, j), ...), bias (G,), k_ss (G, h, 1, 3), h0, c0 (h,)  ->  (N, h, H, W)."""
+    check_same(x, weight, bias, k_ss, h0, c0, op="row_lstm")
+    xp = x.xp
+    N, C, H, W = x.shape
+    G, n, dt = weight.shape[0], weight.shape[0] // 4, x.dtype
+    if weight.shape[1:] != (C, 1, 3) or bias.shape != (G,) or k_ss.shape != (G, n, 1, 3) \
+            or h0.shape != (n,) or c0.shape != (n,) or any(i != 0 for i, _ in taps):
+        raise ValueError(f"row_lstm: x (N, C, H, W), weight (4h, C, 1, 3), bias (4h,), "
+                         f"k_ss (4h, h, 1, 3), h0 and c0 (h,) expected, got {x.shape}, "
+                         f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
+    P, T = N * (W + 1), len(taps)
+
+    def to_rows(a, rows):
+        """(N, K, H, W) -> rows (H, K, P + 2): each image row behind its padding slot."""
+        rows[...] = 0
+        rows[:, :, 1:P + 1].reshape(H, -1, N, W + 1)[..., 1:] = a.transpose(2, 1, 0, 3)
+        return rows
+
+    def from_rows(rows):
+        """(H, K, P) -> (N, K, H, W), channel-major in memory (the padding slots dropped)."""
+        K = rows.shape[1]
+        out = xp.empty((K, N, H, W), dtype=dt)
+        out[...] = rows.reshape(H, K, N, W + 1)[..., 1:].transpose(1, 2, 0, 3)
+        return out.transpose(1, 0, 2, 3)
+
+    # 1. the input-to-state conv, each row straight into the scan's layout
+    xr = to_rows(x.data, xp.empty((H, C, P + 2), dtype=dt))
+    col = xp.empty((H, C, T, P), dtype=dt)
+    for t, (_, j) in enumerate(taps):
+        col[:, :, t] = xr[:, :, j:j + P]
+    del xr
+    col = col.reshape(H, C * T, P)
+    w_flat, m_taps = tap_weights(weight.data, mask, taps)                      # (G, C * T)
+    xg = xp.matmul(w_flat, col)                                                # (H, G, P)
+    xg += bias.data[:, None]
+    # 2. the scan over rows
+    scan = RowScan(N, W, xp)
+    hs = scan.forward(xg, k_ss.data, h0.data, c0.data)
+    out = from_rows(hs[1:])
+    del hs
+
+    def backward(grad):
+        g_rows = to_rows(grad, xp.empty((H, n, P + 2), dtype=dt))[..., 1:P + 1]
+        dxg, dK, dh0, dc0 = scan.backward(g_rows)
+        db = dxg.sum(axis=(0, 2))                          # the padding slots hold zero
+        dw = tap_weights_grad(xp.matmul(dxg, col.transpose(0, 2, 1)).sum(axis=0), m_taps,
+                              taps, weight.shape)
+        dcol = xp.matmul(xp.ascontiguousarray(w_flat.T), dxg).reshape(H, C, T, P)
+        dxr = xp.zeros((H, C, P + 2), dtype=dt)
+        for t, (_, j) in enumerate(taps):
+            dxr[:, :, j:j + P] += dcol[:, :, t]
+        return from_rows(dxr[:, :, 1:P + 1]), dw, db, dK, dh0, dc0
+    return record(out, (x, weight, bias, k_ss, h0, c0), backward, "row_lstm")
