@@ -13,14 +13,12 @@ T  kernel taps kept by the mask (T = KH * KW when there is no mask)
     out[n, o, y, x] = b[o] + sum_{c, (i, j) in taps} w[o, c, i, j] m[o, c, i, j]
                                                      * xpad[n, c, y + i, x + j]
 
-im2col gathers, for each kept tap (i, j), the input shifted by that tap into one
-matrix col of shape (C * T, Q); the convolution is then a single matrix product
-(OC, C * T) @ (C * T, Q). The columns are the output positions on the padded
-grid, flattened: q = (n * Hp + y) * Wp + x, so the shift of tap (i, j) is the flat
-offset i * Wp + j and each of col's rows is a contiguous slice of the flattened
-input (a plain copy, no strided gather); outputs with y >= OH or x >= OW are
-computed too and thrown away (Q = N * Hp * Wp minus the largest offset). A 1 x 1
-conv without padding uses the input itself as col (Q = N * OH * OW).
+im2col gathers, for each kept tap (i, j), the input's window at that tap
+xpad[:, :, i:i + OH, j:j + OW] into one matrix col of shape (C * T, Q), Q = N * OH * OW
+(one copy per tap, of rows of OW values); the convolution is then a single matrix
+product (OC, C * T) @ (C * T, Q), whose result is the output, channel-major and
+contiguous: no output is computed only to be thrown away, and the gradient needs no
+padding. A 1 x 1 conv without padding uses the input itself as col.
 
 A tap that the mask zeroes for every (o, c) is never gathered or multiplied: the 7x7
 mask A keeps 24 of its 49 taps on a grey image (25 on RGB, whose centre tap lets G see
@@ -55,38 +53,29 @@ def is_pointwise(taps, OH, OW, Hp, Wp):
     return tuple(taps) == ((0, 0),) and (OH, OW) == (Hp, Wp)
 
 
-def tap_offsets(taps, Wp):
-    """Each tap's shift along the flattened padded grid."""
-    return [i * Wp + j for i, j in taps]
-
-
 def im2col(xpad_t, taps, OH, OW):
-    """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, Q), one row per
-    (channel, tap): the flattened input shifted by the tap's offset (module docstring)."""
+    """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, N * OH * OW), one row
+    per (channel, tap): the input's window at that tap, one copy per tap."""
     xp = get_array_module(xpad_t)
     C, N, Hp, Wp = xpad_t.shape
     if is_pointwise(taps, OH, OW, Hp, Wp):
         return xpad_t.reshape(C, N * OH * OW)
-    flat = xpad_t.reshape(C, N * Hp * Wp)
-    offsets = tap_offsets(taps, Wp)
-    Q = max(0, N * Hp * Wp - max(offsets, default=0))     # 0 for an empty batch
-    col = xp.empty((C, len(taps), Q), dtype=xpad_t.dtype)
-    for t, o in enumerate(offsets):
-        col[:, t] = flat[:, o:o + Q]
-    return col.reshape(C * len(taps), Q)
+    col = xp.empty((C, len(taps), N, OH, OW), dtype=xpad_t.dtype)
+    for t, (i, j) in enumerate(taps):
+        col[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
+    return col.reshape(C * len(taps), N * OH * OW)
 
 
 def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
-    """Adjoint of im2col: (C * T, Q)  ->  (C, N, Hp, Wp), one shifted slice per tap."""
+    """Adjoint of im2col: (C * T, N * OH * OW)  ->  (C, N, Hp, Wp), one window per tap."""
     xp = get_array_module(dcol)
     if is_pointwise(taps, OH, OW, Hp, Wp):
         return dcol.reshape(C, N, Hp, Wp)
-    Q = dcol.shape[1]
-    dcol = dcol.reshape(C, len(taps), Q)
-    dxpad_t = xp.zeros((C, N * Hp * Wp), dtype=dcol.dtype)
-    for t, o in enumerate(tap_offsets(taps, Wp)):
-        dxpad_t[:, o:o + Q] += dcol[:, t]
-    return dxpad_t.reshape(C, N, Hp, Wp)
+    dcol = dcol.reshape(C, len(taps), N, OH, OW)
+    dxpad_t = xp.zeros((C, N, Hp, Wp), dtype=dcol.dtype)
+    for t, (i, j) in enumerate(taps):
+        dxpad_t[:, :, i:i + OH, j:j + OW] += dcol[:, t]
+    return dxpad_t
 
 
 def tap_weights(w, mask, taps):
@@ -114,14 +103,6 @@ def tap_weights_grad(dw_flat, m_taps, taps, shape):
     dw = xp.zeros(shape, dtype=dw_flat.dtype)
     dw[:, :, [i for i, _ in taps], [j for _, j in taps]] = dw_taps
     return dw
-
-
-def on_padded_grid(a, Hp, Wp, xp):
-    """(OC, N, OH, OW) -> (OC, N * Hp * Wp): a on the padded grid, zeros elsewhere."""
-    OC, N, OH, OW = a.shape
-    full = xp.zeros((OC, N, Hp, Wp), dtype=a.dtype)
-    full[:, :, :OH, :OW] = a
-    return full.reshape(OC, N * Hp * Wp)
 
 
 def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
@@ -158,15 +139,8 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
         xpad_t[:, :, PT:PT + H, PL:PL + W] = x.data.transpose(1, 0, 2, 3)
     else:
         xpad_t = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))
-    col = im2col(xpad_t, taps, OH, OW)                               # (C*T, Q)
-    pointwise = is_pointwise(taps, OH, OW, Hp, Wp)
-    Q = col.shape[1]
-    if pointwise:
-        out = (w_flat @ col).reshape(OC, N, OH, OW)
-    else:                             # on the padded grid; the valid outputs cropped (a view)
-        full = xp.empty((OC, N * Hp * Wp), dtype=x.dtype)
-        xp.matmul(w_flat, col, out=full[:, :Q])
-        out = full.reshape(OC, N, Hp, Wp)[:, :, :OH, :OW]
+    col = im2col(xpad_t, taps, OH, OW)                               # (C*T, N*OH*OW)
+    out = (w_flat @ col).reshape(OC, N, OH, OW)
     if b is not None:
         out += b.data[:, None, None, None]
     # (N, OC, OH, OW) as a view of the channel-major result: elementwise ops keep
@@ -176,8 +150,7 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
 
     def backward(g):
         g_t = g.transpose(1, 0, 2, 3)                                 # (OC, N, OH, OW)
-        g_flat = g_t.reshape(OC, N * OH * OW) if pointwise else \
-            on_padded_grid(g_t, Hp, Wp, xp)[:, :Q]                    # (OC, Q)
+        g_flat = g_t.reshape(OC, N * OH * OW)
         dx = dw = db = None
         if need_w:                      # dW = g @ col^T, kept taps only, masked
             dw = tap_weights_grad(g_flat @ col.T, m_taps, taps, w.shape)
