@@ -19,24 +19,27 @@ right of l = W - 1 is a padding slot (or beyond the last position, read as zero)
 rows of the channel-major images (N, C, H, W) are contiguous runs of W there, so the
 way in and out of this layout copies runs, not single values.
 
-    xr[r, c, 1 + p]    = x at row r, position p; zero at the padding slots and at
-                         one slot beyond each end                          (H, C, P + 2)
-    col[r, (c, t), p]  = xr[r, c, p + j_t]             the input-to-state conv's taps
-    xg[r] = w_taps @ col[r] + bias                     (G, P): K_is (*) x for row r
+    xr[r, c, 1 + p]  = x at row r, position p; zero at the padding slots and at one
+                       slot beyond each end                                (H, C, P + 2)
 
-and for each row r (paper eq. 3), K_ss a 1 x 3 kernel over the row above:
+and for each row r (paper eq. 3), all of it one matrix product:
 
-    taps_r[(t, k), p] = h_{r-1}[k, p + t - 1]          (zero beyond either end)
-    pre_r = xg[r] + K_ss @ taps_r                      (G, P): one product
+    z_r = [ col_r ; 1 ; taps_r ]                       (C*T + 1 + 3h, P), stacked:
+          col_r[(c, t), p]  = xr[r, c, p + j_t]        K_is's kept taps of x (row r)
+          taps_r[(t, k), p] = h_{r-1}[k, p + t - 1]    K_ss's 1 x 3 taps of the row above
+                                                       (zero beyond either end)
+    pre_r = [ w_taps | bias | K_ss ] @ z_r             (G, P): K_is (*) x + bias + K_ss (*) h
     h_r, c_r = cell(pre_r, c_{r-1})                    in place (cell.lstm_cell_step)
     h_r = 0 at the padding slots                       (the zero padding of K_ss)
 
-h_{-1} = h0 and c_{-1} = c0 at every position. The cell also runs at the padding
-slots (on values nothing reads) so that each step works on whole contiguous arrays.
+h_{-1} = h0 and c_{-1} = c0 at every position. The rows' col and ones are filled
+before the loop, each row's taps inside it. The cell also runs at the padding slots
+(on values nothing reads) so that each step works on whole contiguous arrays.
 The backward runs the steps in reverse on the same buffers (backpropagation through
 time): the gradient reaching a padding slot's h is dropped, as h is held at zero
-there, so the padding slots' cells get none. K_ss's gradient is one batched product
-per tap over all rows at once, after the loop.
+there, so the padding slots' cells get none. The gradient of the stacked weight
+[w_taps | bias | K_ss] is one batched product over all rows after the loop,
+sum_r d pre_r @ z_r^T; the input's goes through col's adjoint.
 """
 from ..ops.conv import tap_weights, tap_weights_grad
 from ..tensor import check_same, record
@@ -60,8 +63,8 @@ def shifted_copy_adjoint(dst, src, shift):
 
 class RowScan:
     """The scan over rows on raw arrays in the layout above (positions of N images, W
-    columns each, behind a padding slot). ``forward(xg, k_ss, h0, c0)`` -> hs;
-    keeps what ``backward(g)`` needs."""
+    columns each, behind a padding slot). ``forward(z, weight, h0, c0)`` -> hs; keeps
+    what ``backward(g)`` needs."""
 
     def __init__(self, N, W, xp):
         self.N, self.W, self.xp = N, W, xp
@@ -70,45 +73,44 @@ class RowScan:
         """The padding slots of a (..., P) array: a view."""
         return a[..., ::self.W + 1]
 
-    def forward(self, xg, k_ss, h0, c0):
-        """xg (S, G, P), overwritten with the gate activations; k_ss (G, h, 1, 3);
-        h0, c0 (h,)  ->  hs (S + 1, h, P): hs[r + 1] = h_r, hs[0] = h_{-1}."""
+    def forward(self, z, weight, h0, c0):
+        """z (S, R, P): each row's stacked input, the last 3h rows (taps_r) written
+        here, the rest given; weight (G, R) = [w_taps | bias | K_ss], K_ss's columns
+        ordered (t, k); h0, c0 (h,)  ->  hs (S + 1, h, P): hs[r + 1] = h_r, hs[0] = h_{-1}."""
         xp = self.xp
-        S, G, P = xg.shape
-        n, T, dt = G // 4, len(STATE_SHIFTS), xg.dtype
-        K = k_ss.reshape(G, n, T)
-        K_taps = xp.ascontiguousarray(K.transpose(0, 2, 1)).reshape(G, T * n)   # (t, k)
-        self.K_T, self.k_shape = xp.ascontiguousarray(K_taps.T), k_ss.shape
+        S, R, P = z.shape
+        G, n, T, dt = weight.shape[0], weight.shape[0] // 4, len(STATE_SHIFTS), z.dtype
+        self.K_T = xp.ascontiguousarray(weight[:, R - T * n:].T)       # (T * h, G)
         s, off = fused_cell.gate_scale(xp, n, 3, dt)                   # (G, 1) each
         self.s2, self.off = s * s, off
-        hs = xp.empty((S + 1, 1, n, P), dtype=dt)        # the cell's (D = 1, ., P) arrays
+        act = xp.empty((S, 1, G, P), dtype=dt)           # the cell's (D = 1, ., P) arrays
+        hs = xp.empty((S + 1, 1, n, P), dtype=dt)
         cs = xp.empty((S + 1, 1, n, P), dtype=dt)
         tcs = xp.empty((S, 1, n, P), dtype=dt)
         hs[0] = h0[:, None]
         self.pads(hs[0])[...] = 0
         cs[0] = c0[:, None]
-        taps = xp.zeros((T, n, P), dtype=dt)             # beyond either end: stays zero
-        Y = xp.empty((G, P), dtype=dt)
+        taps = z[:, R - T * n:].reshape(S, T, n, P)
+        taps[...] = 0                                    # beyond either end: stays zero
         tmp = xp.empty((1, n, P), dtype=dt)
         for r in range(S):
             for t, shift in enumerate(STATE_SHIFTS):
-                shifted_copy(taps[t], hs[r, 0], shift)
-            xp.matmul(K_taps, taps.reshape(T * n, P), out=Y)
-            xg[r] += Y
-            fused_cell.lstm_cell_step(xg[r][None], cs[r], cs[r + 1], tcs[r], hs[r + 1], tmp,
+                shifted_copy(taps[r, t], hs[r, 0], shift)
+            xp.matmul(weight, z[r], out=act[r, 0])                     # pre_r
+            fused_cell.lstm_cell_step(act[r], cs[r], cs[r + 1], tcs[r], hs[r + 1], tmp,
                                       s, off, xp)
             self.pads(hs[r + 1])[...] = 0
-        self.act, self.hs, self.cs, self.tcs = xg, hs, cs, tcs
+        self.z, self.act, self.cs, self.tcs = z, act, cs, tcs
         return hs[:, 0]
 
     def backward(self, g):
         """g (S, h, P), the gradient of h_0..h_{S-1} (zero at the padding slots)
-        -> d xg (S, G, P), d k_ss, d h0 (h,), d c0 (h,)."""
+        -> d pre (S, G, P), d weight (G, R), d h0 (h,), d c0 (h,)."""
         xp = self.xp
-        act, hs, cs, tcs = self.act, self.hs, self.cs, self.tcs
-        S, G, P = act.shape
+        z, act, cs, tcs = self.z, self.act, self.cs, self.tcs
+        S, _, G, P = act.shape
         n, T, dt = G // 4, len(STATE_SHIFTS), act.dtype
-        dxg = xp.empty((S, G, P), dtype=dt)
+        dpre = xp.empty((S, 1, G, P), dtype=dt)
         dh = xp.empty((1, n, P), dtype=dt)
         dh_prev = xp.zeros((1, n, P), dtype=dt)
         dc = xp.zeros((1, n, P), dtype=dt)
@@ -117,21 +119,17 @@ class RowScan:
         for r in reversed(range(S)):
             # 1. the cell: h_r gets gradient from the output and from row r + 1
             xp.add(g[r], dh_prev[0], out=dh[0])
-            fused_cell.lstm_cell_step_backward(dh, dc, act[r][None], cs[r], tcs[r], self.s2,
-                                               self.off, dxg[r][None], tmp, tmp_g, xp)
-            # 2. pre_r = xg[r] + K_ss @ taps_r, taps_r shifted copies of h_{r-1}
-            xp.matmul(self.K_T, dxg[r], out=Z.reshape(T * n, P))
+            fused_cell.lstm_cell_step_backward(dh, dc, act[r], cs[r], tcs[r], self.s2,
+                                               self.off, dpre[r], tmp, tmp_g, xp)
+            # 2. pre_r = ... + K_ss @ taps_r, taps_r shifted copies of h_{r-1}
+            xp.matmul(self.K_T, dpre[r, 0], out=Z.reshape(T * n, P))
             dh_prev[...] = 0
             for t, shift in enumerate(STATE_SHIFTS):
                 shifted_copy_adjoint(dh_prev[0], Z[t], shift)
             self.pads(dh_prev)[...] = 0                # h is held at zero there
-        # K_ss's gradient, all rows at once: sum_r,p dpre_r[:, p] h_{r-1}[:, p + shift_t]
-        h_prev = hs[:S, 0].transpose(0, 2, 1)                        # (S, P, h)
-        dK = xp.empty((G, n, T), dtype=dt)
-        for t, shift in enumerate(STATE_SHIFTS):
-            lo, hi = max(0, -shift), min(P, P - shift)
-            dK[:, :, t] = xp.matmul(dxg[..., lo:hi], h_prev[:, lo + shift:hi + shift]).sum(axis=0)
-        return dxg, dK.reshape(self.k_shape), dh_prev[0].sum(axis=1), dc[0].sum(axis=1)
+        dpre = dpre[:, 0]
+        dweight = xp.matmul(dpre, z.transpose(0, 2, 1)).sum(axis=0)    # sum_r dpre_r z_r^T
+        return dpre, dweight, dh_prev[0].sum(axis=1), dc[0].sum(axis=1)
 
 
 def row_lstm(x, weight, mask, taps, bias, k_ss, h0, c0):
@@ -161,29 +159,32 @@ def row_lstm(x, weight, mask, taps, bias, k_ss, h0, c0):
         out[...] = rows.reshape(H, K, N, W + 1)[..., 1:].transpose(1, 2, 0, 3)
         return out.transpose(1, 0, 2, 3)
 
-    # 1. the input-to-state conv, each row straight into the scan's layout
+    # 1. each row's stacked input: K_is's taps of x, a row of ones (the bias), and room
+    #    for the state taps; the stacked weight [w_taps | bias | K_ss]
+    CT = C * T
+    z = xp.empty((H, CT + 1 + 3 * n, P), dtype=dt)
     xr = to_rows(x.data, xp.empty((H, C, P + 2), dtype=dt))
-    col = xp.empty((H, C, T, P), dtype=dt)
+    col = z[:, :CT].reshape(H, C, T, P)
     for t, (_, j) in enumerate(taps):
         col[:, :, t] = xr[:, :, j:j + P]
     del xr
-    col = col.reshape(H, C * T, P)
+    z[:, CT] = 1
     w_flat, m_taps = tap_weights(weight.data, mask, taps)                      # (G, C * T)
-    xg = xp.matmul(w_flat, col)                                                # (H, G, P)
-    xg += bias.data[:, None]
+    k_taps = k_ss.data.reshape(G, n, 3).transpose(0, 2, 1).reshape(G, 3 * n)   # (t, k)
+    stacked = xp.concatenate([w_flat, bias.data[:, None], k_taps], axis=1)
     # 2. the scan over rows
     scan = RowScan(N, W, xp)
-    hs = scan.forward(xg, k_ss.data, h0.data, c0.data)
+    hs = scan.forward(z, stacked, h0.data, c0.data)
     out = from_rows(hs[1:])
     del hs
 
     def backward(grad):
         g_rows = to_rows(grad, xp.empty((H, n, P + 2), dtype=dt))[..., 1:P + 1]
-        dxg, dK, dh0, dc0 = scan.backward(g_rows)
-        db = dxg.sum(axis=(0, 2))                          # the padding slots hold zero
-        dw = tap_weights_grad(xp.matmul(dxg, col.transpose(0, 2, 1)).sum(axis=0), m_taps,
-                              taps, weight.shape)
-        dcol = xp.matmul(xp.ascontiguousarray(w_flat.T), dxg).reshape(H, C, T, P)
+        dpre, dstacked, dh0, dc0 = scan.backward(g_rows)
+        dw = tap_weights_grad(dstacked[:, :CT], m_taps, taps, weight.shape)
+        db = dstacked[:, CT]
+        dK = dstacked[:, CT + 1:].reshape(G, 3, n).transpose(0, 2, 1).reshape(k_ss.shape)
+        dcol = xp.matmul(xp.ascontiguousarray(w_flat.T), dpre).reshape(H, C, T, P)
         dxr = xp.zeros((H, C, P + 2), dtype=dt)
         for t, (_, j) in enumerate(taps):
             dxr[:, :, j:j + P] += dcol[:, :, t]
