@@ -20,6 +20,12 @@ product (OC, C * T) @ (C * T, Q), whose result is the output, channel-major and
 contiguous: no output is computed only to be thrown away, and the gradient needs no
 padding. A 1 x 1 conv without padding uses the input itself as col.
 
+The bias rides in the product where col is made anyway (or is smaller than the
+output, a 1 x 1 conv to more maps than it reads): a row of ones at the end of col
+against b as a last column of the weights, [w | b] @ [col; 1], so neither the
+forward nor the backward makes a pass over the output for it (db is the last
+column of the weights' gradient g @ [col; 1]^T).
+
 A tap that the mask zeroes for every (o, c) is never gathered or multiplied: the 7x7
 mask A keeps 24 of its 49 taps on a grey image (25 on RGB, whose centre tap lets G see
 R and B see R, G), a 3x3 mask B 5 of 9.
@@ -53,17 +59,22 @@ def is_pointwise(taps, OH, OW, Hp, Wp):
     return tuple(taps) == ((0, 0),) and (OH, OW) == (Hp, Wp)
 
 
-def im2col(xpad_t, taps, OH, OW):
+def im2col(xpad_t, taps, OH, OW, ones_row=False):
     """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, N * OH * OW), one row
-    per (channel, tap): the input's window at that tap, one copy per tap."""
+    per (channel, tap): the input's window at that tap, one copy per tap; with
+    ones_row, one more row of ones at the end (C * T + 1 rows: the bias's)."""
     xp = get_array_module(xpad_t)
     C, N, Hp, Wp = xpad_t.shape
-    if is_pointwise(taps, OH, OW, Hp, Wp):
-        return xpad_t.reshape(C, N * OH * OW)
-    col = xp.empty((C, len(taps), N, OH, OW), dtype=xpad_t.dtype)
+    T, Q = len(taps), N * OH * OW
+    if is_pointwise(taps, OH, OW, Hp, Wp) and not ones_row:
+        return xpad_t.reshape(C, Q)
+    col = xp.empty((C * T + ones_row, Q), dtype=xpad_t.dtype)
+    windows = col[:C * T].reshape(C, T, N, OH, OW)
     for t, (i, j) in enumerate(taps):
-        col[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
-    return col.reshape(C * len(taps), N * OH * OW)
+        windows[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
+    if ones_row:
+        col[C * T] = 1
+    return col
 
 
 def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
@@ -139,9 +150,12 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
         xpad_t[:, :, PT:PT + H, PL:PL + W] = x.data.transpose(1, 0, 2, 3)
     else:
         xpad_t = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))
-    col = im2col(xpad_t, taps, OH, OW)                               # (C*T, N*OH*OW)
-    out = (w_flat @ col).reshape(OC, N, OH, OW)
-    if b is not None:
+    CT = w_flat.shape[1]
+    fold = b is not None and (not is_pointwise(taps, OH, OW, Hp, Wp) or OC > C)
+    col = im2col(xpad_t, taps, OH, OW, ones_row=fold)               # (C*T [+ 1], N*OH*OW)
+    w_mat = xp.concatenate([w_flat, b.data[:, None]], axis=1) if fold else w_flat
+    out = (w_mat @ col).reshape(OC, N, OH, OW)
+    if b is not None and not fold:
         out += b.data[:, None, None, None]
     # (N, OC, OH, OW) as a view of the channel-major result: elementwise ops keep
     # that memory order, so the next conv's transpose to (C, N, H, W) costs no copy.
@@ -151,13 +165,14 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     def backward(g):
         g_t = g.transpose(1, 0, 2, 3)                                 # (OC, N, OH, OW)
         g_flat = g_t.reshape(OC, N * OH * OW)
-        dx = dw = db = None
-        if need_w:                      # dW = g @ col^T, kept taps only, masked
-            dw = tap_weights_grad(g_flat @ col.T, m_taps, taps, w.shape)
+        dx = dw = db = dw_mat = None
+        if need_w:                      # [dW | db] = g @ col^T, kept taps only, masked
+            dw_mat = g_flat @ col.T
+            dw = tap_weights_grad(dw_mat[:, :CT], m_taps, taps, w.shape)
         if need_x:                      # dx = col2im(W^T @ g), padding cropped
             dxpad_t = col2im(w_flat.T @ g_flat, taps, C, N, Hp, Wp, OH, OW)
             dx = dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3)
         if b is not None:
-            db = g_flat.sum(axis=1)
+            db = dw_mat[:, CT] if fold and need_w else g_flat.sum(axis=1)
         return dx, dw, db
     return record(out, tensors, backward, "conv2d")
