@@ -149,7 +149,7 @@ def row_lstm(x, weight, mask, taps, bias, k_ss, h0, c0):
     def to_rows(a, rows):
         """(N, K, H, W) -> rows (H, K, P + 2): each image row behind its padding slot."""
         rows[...] = 0
-        rows[:, :, 1:P + 1].reshape(H, -1, N, W + 1)[..., 1:] = a.transpose(2, 1, 0, 3)
+        rows[:, :, 1:P + 1].reshape(H, rows.shape[1], N, W + 1)[..., 1:] = a.transpose(2, 1, 0, 3)
         return rows
 
     def from_rows(rows):
