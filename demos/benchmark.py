@@ -31,6 +31,12 @@ model, setting and thread count:
 - peak memory: the rise of the process's resident-set peak (Linux VmHWM, reset
   just before) over its steps.
 
+A minipixel process first does what a training run does (Trainer.run): it has the C
+library keep freed host memory for the next arrays (backend.keep_freed_host_memory),
+instead of fresh pages from the operating system for every large array of every
+step. The PyTorch processes run with the allocator as it comes, unless
+--peer-keeps-memory.
+
 Sampling (--sampling-only, or after the steps unless --no-sampling): naive (a
 forward pass per sub-pixel) against the cached sampler, same seed, same images,
 binary 28x28 and RGB 32x32 with 256 levels, one thread.
@@ -184,6 +190,8 @@ def worker(job):
     if job["kind"] in ("torch", "oracle"):
         import torch
         torch.set_num_threads(job["threads"])
+    if job["kind"] not in ("torch", "oracle") or job.get("peer_keeps_memory"):
+        keep_host_memory()
     cfg, size = config(job["model"], job["setting"])
     images = images_for(cfg, size)
     step, net = minipixel_step_fn(cfg, images, fast=job["kind"] != "paper")
@@ -201,6 +209,14 @@ def worker(job):
         step()
         times.append(time.perf_counter() - t)
     return dict(times=times, peak_mb=(_status_kb("VmHWM") - before) / 1024)
+
+
+def keep_host_memory():
+    """What a minipixel training run does first (Trainer.run): keep freed host memory
+    for the next arrays. A checkout without the function (a --baseline) runs without."""
+    import minipixel.backend
+    if hasattr(minipixel.backend, "keep_freed_host_memory"):
+        minipixel.backend.keep_freed_host_memory()
 
 
 def sampling_times(job):
@@ -251,7 +267,8 @@ def orchestrate(args, kinds, settings, models):
             for model in models:
                 jobs = {k: dict(kind=k, model=model, setting=setting, threads=threads,
                                 reps=args.paper_reps or args.reps if k == "paper" else args.reps,
-                                warmup=args.warmup) for k in kinds}
+                                warmup=args.warmup, peer_keeps_memory=args.peer_keeps_memory)
+                        for k in kinds}
                 results = {k: [] for k in kinds}
                 rates = []
                 for rnd in range(args.processes):
@@ -378,6 +395,9 @@ def main(argv=None):
                     help="also time the cross-check oracle's PyTorch port")
     ap.add_argument("--baseline", metavar="DIR",
                     help="also time the fast path of the minipixel checkout in DIR")
+    ap.add_argument("--peer-keeps-memory", action="store_true",
+                    help="the PyTorch processes, too, keep freed host memory for reuse as "
+                         "minipixel's do (glibc malloc, no mmap or trimming)")
     ap.add_argument("--no-sampling", action="store_true")
     ap.add_argument("--sampling-only", action="store_true")
     ap.add_argument("--sample-n", type=int, default=1, help="images per sampling run")

@@ -31,6 +31,9 @@ is kept.
 Time: ``train_time_s`` is wall-clock time spent training (test evaluations
 excluded), ``train_cpu_s`` the process CPU time over the same stretches; with
 single-threaded BLAS on a busy machine the CPU time is the steadier measure.
+``run()`` first has the C library keep freed host memory for the next arrays
+(``backend.keep_freed_host_memory``): every step makes and drops the same arrays,
+and fresh pages for each would cost a third of a small model's step.
 
 Units: the loss is the NLL in nats per image (the paper's unit for MNIST); for
 8-bit data the progress bar and metrics also give bits per dimension.
@@ -42,7 +45,7 @@ import time
 
 import numpy as np
 
-from .backend import read_scalars
+from .backend import keep_freed_host_memory, read_scalars
 from .checkpoint import load_checkpoint, nonfinite_count, save_checkpoint, weights_are_finite
 from .interrupts import deferred_interrupts, interrupts
 from .io import write_json
@@ -291,6 +294,7 @@ class Trainer:
         """Train until `epochs` (or max_steps); returns metrics(). Saves on the way.
         Ctrl-C and SIGTERM save and re-raise (an Interrupted, a KeyboardInterrupt);
         a diverging run raises TrainingDiverged and saves nothing."""
+        keep_freed_host_memory()               # the steps reuse their arrays' memory
         try:
             with interrupts():
                 return self._run()

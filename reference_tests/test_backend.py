@@ -273,3 +273,20 @@ def test_get_array_module_and_scatter_add_on_numpy():
     target = np.zeros(4)
     backend.scatter_add(target, np.array([0, 2, 0, 0]), np.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_array_equal(target, [8.0, 0.0, 2.0, 0.0])
+
+
+def test_keep_freed_host_memory_reuses_a_freed_arrays_pages():
+    """After keep_freed_host_memory, a large array made after another was freed takes
+    the freed memory: writing all of it costs (almost) no fresh pages. Without it,
+    glibc maps fresh pages for it (some 500 page faults for these 16 MB on the machine
+    this was written on: the kernel maps a few 4 KB pages per fault)."""
+    import resource
+    if not backend.keep_freed_host_memory():
+        pytest.skip("not glibc: the C library's allocator is left as it is")
+    assert backend.keep_freed_host_memory()                  # once per process; again: True
+    np.ones(2 ** 22, dtype=np.float32)                       # 16 MB, made and freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(2 ** 22, dtype=np.float32)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert a.sum() == 2 ** 22
+    assert faults < 200

@@ -183,6 +183,33 @@ def test_gradients(device, case, which):
     assert gradcheck(conv_fn(padding, mask, tb is not None), *args)
 
 
+@pytest.mark.parametrize("K,C,OC", [(1, 2, 5), (1, 5, 2), (3, 2, 3)],
+                         ids=["1x1 to more maps: bias in the product", "1x1 to fewer: added",
+                              "3x3: bias in the product"])
+@pytest.mark.parametrize("which", ["all", "x", "w"])
+def test_bias_in_the_product_equals_the_bias_added(device, K, C, OC, which):
+    """The bias folded into the product ([w | b] @ [col; 1]) or added to its result: equal
+    to the conv without bias plus b, forward and every gradient, whichever of x and w
+    need one (the bias's gradient comes from the weights' product only when w needs one)."""
+    rng = np.random.default_rng(K * 100 + C * 10 + OC)
+    x, w, b = rng.uniform(-1, 1, (2, C, 4, 5)), rng.uniform(-1, 1, (OC, C, K, K)), \
+        rng.uniform(-1, 1, OC)
+    g = rng.uniform(-1, 1, (2, OC, 4, 5))
+    results = []
+    for fused in (True, False):
+        tx, tw, tb = tensors(device, x, w, b)
+        tx.requires_grad, tw.requires_grad = which in ("all", "x"), which in ("all", "w")
+        out = ops.conv2d(tx, tw, tb, padding=K // 2) if fused else \
+            ops.conv2d(tx, tw, padding=K // 2) + tb.reshape(1, OC, 1, 1)
+        out.backward(to_device(g, device))
+        results.append([out.numpy()] + [to_numpy(t.grad) for t in (tx, tw, tb) if t.requires_grad])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    tx, tw, tb = tensors(device, x, w, b)
+    tx.requires_grad, tw.requires_grad = which in ("all", "x"), which in ("all", "w")
+    assert gradcheck(conv_fn(K // 2, None, True), tx, tw, tb)
+
+
 @given(case=conv_cases(max_extra=2, max_k=3))
 def test_masked_weight_gradient_is_zero_off_the_mask(device, case):
     """d/dw conv(x, w, mask) = mask * (d/dw' conv(x, w') at w' = w * mask): zero exactly where
@@ -228,13 +255,13 @@ def test_kept_taps_of_causal_masks():
 
 @pytest.mark.parametrize("K,include_centre,expected", [(7, False, 24), (3, True, 5), (5, False, 12)])
 def test_masked_conv_gathers_only_kept_taps(device, monkeypatch, K, include_centre, expected):
-    """The tap-skipping path is really taken: im2col builds C * T rows, T the kept taps,
-    one column per position of the padded grid up to the largest kept tap's offset."""
+    """The tap-skipping path is really taken: im2col builds C * T rows, T the kept taps
+    (and one row of ones for the bias), one column per output position."""
     seen = []
     real_im2col = conv_module.im2col
 
-    def spy(xpad_t, taps, OH, OW):
-        col = real_im2col(xpad_t, taps, OH, OW)
+    def spy(xpad_t, taps, OH, OW, ones_row=False):
+        col = real_im2col(xpad_t, taps, OH, OW, ones_row)
         seen.append((len(taps), col.shape))
         return col
     monkeypatch.setattr(conv_module, "im2col", spy)
@@ -244,9 +271,7 @@ def test_masked_conv_gathers_only_kept_taps(device, monkeypatch, K, include_cent
     mask = causal_mask(OC, C, K, include_centre)
     out = ops.conv2d(*tensors(device, x, w, b, False), padding=K // 2, mask=mask)
     taps = kept_taps(mask, K, K)
-    P = 9 + 2 * (K // 2)                                # padded size
-    last = max(i * P + j for i, j in taps)
-    assert seen == [(expected, (C * expected, 2 * P * P - last))]
+    assert seen == [(expected, (C * expected + 1, 2 * 9 * 9))]
     np.testing.assert_allclose(out.numpy(), conv_scipy(x, w, b, K // 2, mask), rtol=1e-12, atol=1e-12)
     # passing the taps explicitly gives the same result
     again = ops.conv2d(*tensors(device, x, w, b, False), padding=K // 2, mask=mask, taps=taps)

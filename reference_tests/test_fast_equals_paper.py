@@ -125,11 +125,12 @@ def test_scan_refuses_rows_it_did_not_compute():
     ScanCore((-1, 0), ((0, 1), (1, 2)), 3, 1, 1, 4, np.float64, np)      # row 0 was computed
 
 
+@pytest.mark.parametrize("kind", ["row", "bilstm"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fast_diagonal_with_saturated_gates_equals_paper_silently(dtype):
+def test_fast_layer_with_saturated_gates_equals_paper_silently(kind, dtype):
     """Gate inputs in the hundreds: the in-place cell's exp overflows to inf, which must
     give the gates' exact limits, equal to the paper path's, with no NumPy warning."""
-    fused, paper = (layer.astype(dtype) for layer in twins("bilstm", 3, 3, seed=7))
+    fused, paper = (layer.astype(dtype) for layer in twins(kind, 3, 3, seed=7))
     x = random_array(np.random.default_rng(8), (2, 6, 4, 5)) * 300
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -11,8 +11,6 @@ import pytest
 
 import minipixel.fast.cell as fast_cell_module
 import minipixel.fast.layers as fast_layers_module
-import minipixel.fast.scan as fast_scan_module
-import minipixel.fast.scan_core as fast_scan_core_module
 import minipixel.layers.conv as conv_module
 import minipixel.layers.diagonal_bilstm as diagonal_module
 import minipixel.layers.row_lstm as row_module
@@ -119,13 +117,13 @@ def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
         m.setattr(row_module, "lstm_cell", cell_from_ops(sigmoid))   # the paper layer's cell
         assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
     with monkeypatch.context() as m:
-        m.setattr(fast_scan_module, "lstm_cell_forward", faulty_cell_forward)   # lstm_scan's
+        m.setattr(fast_cell_module, "lstm_cell_step", faulty_cell_step)   # the row scan's
         assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
-    # the Diagonal BiLSTM's scan (scan_core.ScanCore) runs the cell in place: the same check there
+    # the Diagonal BiLSTM's scan (ScanCore) runs the same in-place cell: the check there
     paper = DiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     fused = fast.FastDiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     np.testing.assert_allclose(hidden(fused), hidden(paper), rtol=1e-12, atol=1e-12)
-    monkeypatch.setattr(fast_scan_core_module.fused_cell, "lstm_cell_step", faulty_cell_step)
+    monkeypatch.setattr(fast_cell_module, "lstm_cell_step", faulty_cell_step)
     assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
 
 

@@ -20,8 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipixel import Tensor, fast, gradcheck, gradcheck_directional, layers
-from minipixel.fast import (DIAGONAL_OFFSETS, ROW_OFFSETS, FastDiagonalBiLSTMLayer,
-                            FastDiagonalLSTM, FastRowLSTMLayer, lstm_scan)
+from minipixel.fast import FastDiagonalBiLSTMLayer, FastDiagonalLSTM, FastRowLSTMLayer
 from minipixel.layers import MaskedConv2d, PixelCNNBlock, channel_groups
 from minipixel.ops import skew, unskew
 from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
@@ -77,27 +76,37 @@ def test_lstm_cell_grad(cell, N, h, L, seed):
     assert gradcheck(fn, pre, c_prev)
 
 
-@given(kind=st.sampled_from(["row", "diagonal"]), D=st.integers(1, 2), N=st.integers(1, 2),
-       h=st.integers(1, 2), S=st.integers(1, 4), L=st.integers(1, 4), seed=seeds)
-def test_lstm_scan_grad(kind, D, N, h, S, L, seed):
-    offsets, kshape = {"row": (ROW_OFFSETS, (1, 3)), "diagonal": (DIAGONAL_OFFSETS, (2, 1))}[kind]
-    rng = np.random.default_rng(seed)
-    xg = leaf(rng, (D, N, 4 * h, S, L), -2, 2)
-    k_ss = leaf(rng, (D, 4 * h, h) + kshape, -1.5, 1.5)
-    h0, c0 = leaf(rng, (D, h)), leaf(rng, (D, h))
-    assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, offsets), xg, k_ss, h0, c0)
+def row_lstm_inputs(rng, N, h, colours, H, W):
+    """Leaves for fast.row_lstm: x and the parameters of a Row LSTM layer's hidden part,
+    the state kernel large enough that the gates leave their linear range."""
+    layer = FastRowLSTMLayer(h, colours, rng, np.float64)
+    conv = layer.input_to_state
+    params = [Tensor(p.data, requires_grad=True) for p in
+              (conv.weight, conv.bias, layer.state_to_state, layer.h0, layer.c0)]
+    params[2].data = params[2].data * 3.0
+    return leaf(rng, (N, 2 * h, H, W), -2, 2), params, conv
 
 
-def test_lstm_scan_grad_reaches_initial_state_through_every_step():
-    """h0 and c0 enter at step 0 only; their gradient must come back through all steps."""
-    rng = np.random.default_rng(11)
-    h, S, L = 2, 6, 3
-    xg = leaf(rng, (1, 1, 4 * h, S, L))
-    k_ss = leaf(rng, (1, 4 * h, h, 2, 1), -2, 2)
-    h0, c0 = leaf(rng, (1, h)), leaf(rng, (1, h))
-    # only the last step's output is used
-    assert gradcheck(lambda a, b, c, d: lstm_scan(a, b, c, d, DIAGONAL_OFFSETS)[:, :, :, -1],
-                     xg, k_ss, h0, c0)
+@given(N=st.integers(1, 3), h=st.integers(1, 2), c=colours, H=st.integers(1, 3),
+       W=st.integers(1, 4), seed=seeds)
+def test_row_lstm_op_grad(N, h, c, H, W, seed):
+    """The Row LSTM's op (input-to-state conv and scan over rows, several images side by
+    side in one row of positions): input, weight (zero where masked), bias, state kernel,
+    initial state."""
+    x, (w, b, k_ss, h0, c0), conv = row_lstm_inputs(np.random.default_rng(seed), N, max(h, c),
+                                                    c, H, W)
+    mask, taps = conv.device_mask(), conv.taps
+    assert gradcheck(lambda *a: fast.row_lstm(a[0], a[1], mask, taps, *a[2:]),
+                     x, w, b, k_ss, h0, c0)
+
+
+def test_row_lstm_op_grad_reaches_initial_state_through_every_row():
+    """h0 and c0 enter at row 0 only; their gradient must come back through all rows."""
+    x, (w, b, k_ss, h0, c0), conv = row_lstm_inputs(np.random.default_rng(11), 2, 2, 1, 6, 3)
+    mask, taps = conv.device_mask(), conv.taps
+    # only the last row's output is used
+    assert gradcheck(lambda *a: fast.row_lstm(a[0], a[1], mask, taps, *a[2:])[:, :, -1],
+                     x, w, b, k_ss, h0, c0)
 
 
 # ---- skew ------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ paper does and lets the engine derive every backward. This package holds the
 same computations fused for speed, with hand-written backwards:
 
     cell.py     the LSTM cell, all four gates from one tanh (one exp in place)
-    scan.py     the recurrence as one op, backpropagation through time by hand
-    scan_core.py the same in place on row blocks, computing only the rows some
-                output needs (the Diagonal LSTM's)
+    row.py      the Row LSTM's input-to-state conv and scan over rows as one op
+    scan_core.py the Diagonal LSTM's scan in place on row blocks, computing only
+                the rows some output needs
     diagonal.py the Diagonal LSTM's directions as one op: skew, input-to-state
                 product, scan, unskew
     layers.py   FastRowLSTMLayer, FastDiagonalLSTM, FastDiagonalBiLSTMLayer
@@ -23,7 +23,8 @@ piece equal its paper twin in float64 at 1e-12
 from .cell import lstm_cell
 from .layers import FastDiagonalBiLSTMLayer, FastDiagonalLSTM, FastRowLSTMLayer
 from .losses import sigmoid_nll, softmax_nll
-from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS, lstm_scan
+from .row import row_lstm
+from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS
 
-__all__ = ["lstm_cell", "lstm_scan", "ROW_OFFSETS", "DIAGONAL_OFFSETS", "FastRowLSTMLayer",
+__all__ = ["lstm_cell", "row_lstm", "ROW_OFFSETS", "DIAGONAL_OFFSETS", "FastRowLSTMLayer",
            "FastDiagonalLSTM", "FastDiagonalBiLSTMLayer", "sigmoid_nll", "softmax_nll"]

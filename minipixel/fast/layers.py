@@ -1,7 +1,8 @@
 """The fast twins of the recurrent layers: the same modules and parameters, each
 recurrence run as one fused scan op (scan.py) instead of a loop of engine ops.
 
-    FastRowLSTMLayer         RowLSTMLayer.hidden as lstm_scan over rows (D = 1)
+    FastRowLSTMLayer         RowLSTMLayer.hidden as one op: input-to-state conv and the
+                             scan over rows (row.py)
     FastDiagonalLSTM         DiagonalLSTM: 1 x 1 conv on x unskewed, skew, scan over
                              skewed columns, unskew, as one op (diagonal.py)
     FastDiagonalBiLSTMLayer  both directions in one diagonal_lstm op (D = 2)
@@ -15,22 +16,17 @@ from ..layers.row_lstm import RowLSTMLayer
 from ..ops import concat, stack
 from .cell import lstm_cell_arrays
 from .diagonal import diagonal_lstm
-from .scan import DIAGONAL_OFFSETS, ROW_OFFSETS, lstm_scan
-
-
-def one_direction(t):
-    """(...) -> (1, ...): the scan's direction axis, D = 1."""
-    return t.reshape((1,) + t.shape)
+from .row import row_lstm
+from .scan import DIAGONAL_OFFSETS
 
 
 class FastRowLSTMLayer(RowLSTMLayer):
     cell_arrays = staticmethod(lstm_cell_arrays)
 
     def hidden(self, x):
-        gates = self.input_to_state(x)                                   # (N, 4h, H, W)
-        hs = lstm_scan(one_direction(gates), one_direction(self.state_to_state),
-                       one_direction(self.h0), one_direction(self.c0), ROW_OFFSETS)
-        return hs.reshape(hs.shape[1:])                                  # (N, h, H, W)
+        conv = self.input_to_state
+        return row_lstm(x, conv.weight, conv.device_mask(), conv.taps, conv.bias,
+                        self.state_to_state, self.h0, self.c0)           # (N, h, H, W)
 
 
 def diagonal_directions(x, directions):

@@ -171,10 +171,19 @@ class RMSProp(Optimizer):
         self.alpha, self.eps = alpha, _check_eps(eps)
 
     def update(self, k, p, g):
-        s = self.state["s"][k]
+        """The formula above in place, in its order of operations (the same roundings),
+        through two scratch arrays: no temporary per operation."""
+        xp, s = p.xp, self.state["s"][k]
+        step, root = xp.empty_like(s), xp.empty_like(s)
         s *= self.alpha
-        s += (1 - self.alpha) * g * g
-        p.data -= self.lr * g / (p.xp.sqrt(s) + self.eps)
+        xp.multiply(1 - self.alpha, g, out=step)
+        step *= g
+        s += step                                        # s = alpha s + (1 - alpha) g g
+        xp.sqrt(s, out=root)
+        root += self.eps
+        xp.multiply(self.lr, g, out=step)
+        step /= root
+        p.data -= step                                   # p -= lr g / (sqrt(s) + eps)
 
 
 def grad_norm(params):

@@ -13,14 +13,18 @@ T  kernel taps kept by the mask (T = KH * KW when there is no mask)
     out[n, o, y, x] = b[o] + sum_{c, (i, j) in taps} w[o, c, i, j] m[o, c, i, j]
                                                      * xpad[n, c, y + i, x + j]
 
-im2col gathers, for each kept tap (i, j), the input shifted by that tap into one
-matrix col of shape (C * T, Q); the convolution is then a single matrix product
-(OC, C * T) @ (C * T, Q). The columns are the output positions on the padded
-grid, flattened: q = (n * Hp + y) * Wp + x, so the shift of tap (i, j) is the flat
-offset i * Wp + j and each of col's rows is a contiguous slice of the flattened
-input (a plain copy, no strided gather); outputs with y >= OH or x >= OW are
-computed too and thrown away (Q = N * Hp * Wp minus the largest offset). A 1 x 1
-conv without padding uses the input itself as col (Q = N * OH * OW).
+im2col gathers, for each kept tap (i, j), the input's window at that tap
+xpad[:, :, i:i + OH, j:j + OW] into one matrix col of shape (C * T, Q), Q = N * OH * OW
+(one copy per tap, of rows of OW values); the convolution is then a single matrix
+product (OC, C * T) @ (C * T, Q), whose result is the output, channel-major and
+contiguous: no output is computed only to be thrown away, and the gradient needs no
+padding. A 1 x 1 conv without padding uses the input itself as col.
+
+The bias rides in the product where col is made anyway (or is smaller than the
+output, a 1 x 1 conv to more maps than it reads): a row of ones at the end of col
+against b as a last column of the weights, [w | b] @ [col; 1], so neither the
+forward nor the backward makes a pass over the output for it (db is the last
+column of the weights' gradient g @ [col; 1]^T).
 
 A tap that the mask zeroes for every (o, c) is never gathered or multiplied: the 7x7
 mask A keeps 24 of its 49 taps on a grey image (25 on RGB, whose centre tap lets G see
@@ -55,46 +59,61 @@ def is_pointwise(taps, OH, OW, Hp, Wp):
     return tuple(taps) == ((0, 0),) and (OH, OW) == (Hp, Wp)
 
 
-def tap_offsets(taps, Wp):
-    """Each tap's shift along the flattened padded grid."""
-    return [i * Wp + j for i, j in taps]
-
-
-def im2col(xpad_t, taps, OH, OW):
-    """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, Q), one row per
-    (channel, tap): the flattened input shifted by the tap's offset (module docstring)."""
+def im2col(xpad_t, taps, OH, OW, ones_row=False):
+    """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, N * OH * OW), one row
+    per (channel, tap): the input's window at that tap, one copy per tap; with
+    ones_row, one more row of ones at the end (C * T + 1 rows: the bias's)."""
     xp = get_array_module(xpad_t)
     C, N, Hp, Wp = xpad_t.shape
-    if is_pointwise(taps, OH, OW, Hp, Wp):
-        return xpad_t.reshape(C, N * OH * OW)
-    flat = xpad_t.reshape(C, N * Hp * Wp)
-    offsets = tap_offsets(taps, Wp)
-    Q = max(0, N * Hp * Wp - max(offsets, default=0))     # 0 for an empty batch
-    col = xp.empty((C, len(taps), Q), dtype=xpad_t.dtype)
-    for t, o in enumerate(offsets):
-        col[:, t] = flat[:, o:o + Q]
-    return col.reshape(C * len(taps), Q)
+    T, Q = len(taps), N * OH * OW
+    if is_pointwise(taps, OH, OW, Hp, Wp) and not ones_row:
+        return xpad_t.reshape(C, Q)
+    col = xp.empty((C * T + ones_row, Q), dtype=xpad_t.dtype)
+    windows = col[:C * T].reshape(C, T, N, OH, OW)
+    for t, (i, j) in enumerate(taps):
+        windows[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
+    if ones_row:
+        col[C * T] = 1
+    return col
 
 
 def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
-    """Adjoint of im2col: (C * T, Q)  ->  (C, N, Hp, Wp), one shifted slice per tap."""
+    """Adjoint of im2col: (C * T, N * OH * OW)  ->  (C, N, Hp, Wp), one window per tap."""
     xp = get_array_module(dcol)
     if is_pointwise(taps, OH, OW, Hp, Wp):
         return dcol.reshape(C, N, Hp, Wp)
-    Q = dcol.shape[1]
-    dcol = dcol.reshape(C, len(taps), Q)
-    dxpad_t = xp.zeros((C, N * Hp * Wp), dtype=dcol.dtype)
-    for t, o in enumerate(tap_offsets(taps, Wp)):
-        dxpad_t[:, o:o + Q] += dcol[:, t]
-    return dxpad_t.reshape(C, N, Hp, Wp)
+    dcol = dcol.reshape(C, len(taps), N, OH, OW)
+    dxpad_t = xp.zeros((C, N, Hp, Wp), dtype=dcol.dtype)
+    for t, (i, j) in enumerate(taps):
+        dxpad_t[:, :, i:i + OH, j:j + OW] += dcol[:, t]
+    return dxpad_t
 
 
-def on_padded_grid(a, Hp, Wp, xp):
-    """(OC, N, OH, OW) -> (OC, N * Hp * Wp): a on the padded grid, zeros elsewhere."""
-    OC, N, OH, OW = a.shape
-    full = xp.zeros((OC, N, Hp, Wp), dtype=a.dtype)
-    full[:, :, :OH, :OW] = a
-    return full.reshape(OC, N * Hp * Wp)
+def tap_weights(w, mask, taps):
+    """w (OC, C, KH, KW) and its 0/1 mask (or None)  ->  the kept taps' masked weights
+    w_flat (OC, C * T), rows ordered (c, t) as im2col's, and the mask's kept taps
+    m_taps (OC, C, T) (None without a mask), which the weight gradient needs."""
+    xp = get_array_module(w)
+    OC, C = w.shape[:2]
+    ti, tj = [i for i, _ in taps], [j for _, j in taps]
+    w_taps = w[:, :, ti, tj]                                         # (OC, C, T)
+    m_taps = None if mask is None else xp.asarray(mask, dtype=w.dtype)[:, :, ti, tj]
+    if m_taps is not None:
+        w_taps = w_taps * m_taps
+    return w_taps.reshape(OC, C * len(taps)), m_taps
+
+
+def tap_weights_grad(dw_flat, m_taps, taps, shape):
+    """Adjoint of tap_weights: d w_flat (OC, C * T)  ->  dw of the full kernel `shape`,
+    masked, zero at the taps not kept."""
+    xp = get_array_module(dw_flat)
+    OC, C = shape[:2]
+    dw_taps = dw_flat.reshape(OC, C, len(taps))
+    if m_taps is not None:
+        dw_taps = dw_taps * m_taps
+    dw = xp.zeros(shape, dtype=dw_flat.dtype)
+    dw[:, :, [i for i, _ in taps], [j for _, j in taps]] = dw_taps
+    return dw
 
 
 def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
@@ -123,29 +142,20 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d: kernel {KH}x{KW} larger than padded input {Hp}x{Wp}")
     taps = kept_taps(mask, KH, KW) if taps is None else tuple(taps)
-    ti, tj = [i for i, _ in taps], [j for _, j in taps]
 
     # Forward: weights of kept taps (OC, C * T) @ col (C * T, N * OH * OW).
-    w_taps = w.data[:, :, ti, tj]                                    # (OC, C, T)
-    m_taps = None if mask is None else xp.asarray(mask, dtype=w.dtype)[:, :, ti, tj]
-    if m_taps is not None:
-        w_taps = w_taps * m_taps
-    w_flat = w_taps.reshape(OC, C * len(taps))
+    w_flat, m_taps = tap_weights(w.data, mask, taps)
     if PT or PB or PL or PR:
         xpad_t = xp.zeros((C, N, Hp, Wp), dtype=x.dtype)
         xpad_t[:, :, PT:PT + H, PL:PL + W] = x.data.transpose(1, 0, 2, 3)
     else:
         xpad_t = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))
-    col = im2col(xpad_t, taps, OH, OW)                               # (C*T, Q)
-    pointwise = is_pointwise(taps, OH, OW, Hp, Wp)
-    Q = col.shape[1]
-    if pointwise:
-        out = (w_flat @ col).reshape(OC, N, OH, OW)
-    else:                             # on the padded grid; the valid outputs cropped (a view)
-        full = xp.empty((OC, N * Hp * Wp), dtype=x.dtype)
-        xp.matmul(w_flat, col, out=full[:, :Q])
-        out = full.reshape(OC, N, Hp, Wp)[:, :, :OH, :OW]
-    if b is not None:
+    CT = w_flat.shape[1]
+    fold = b is not None and (not is_pointwise(taps, OH, OW, Hp, Wp) or OC > C)
+    col = im2col(xpad_t, taps, OH, OW, ones_row=fold)               # (C*T [+ 1], N*OH*OW)
+    w_mat = xp.concatenate([w_flat, b.data[:, None]], axis=1) if fold else w_flat
+    out = (w_mat @ col).reshape(OC, N, OH, OW)
+    if b is not None and not fold:
         out += b.data[:, None, None, None]
     # (N, OC, OH, OW) as a view of the channel-major result: elementwise ops keep
     # that memory order, so the next conv's transpose to (C, N, H, W) costs no copy.
@@ -154,19 +164,15 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
 
     def backward(g):
         g_t = g.transpose(1, 0, 2, 3)                                 # (OC, N, OH, OW)
-        g_flat = g_t.reshape(OC, N * OH * OW) if pointwise else \
-            on_padded_grid(g_t, Hp, Wp, xp)[:, :Q]                    # (OC, Q)
-        dx = dw = db = None
-        if need_w:                      # dW = g @ col^T, kept taps only, masked
-            dw_taps = (g_flat @ col.T).reshape(OC, C, len(taps))
-            if m_taps is not None:
-                dw_taps *= m_taps
-            dw = xp.zeros(w.shape, dtype=w.dtype)
-            dw[:, :, ti, tj] = dw_taps
+        g_flat = g_t.reshape(OC, N * OH * OW)
+        dx = dw = db = dw_mat = None
+        if need_w:                      # [dW | db] = g @ col^T, kept taps only, masked
+            dw_mat = g_flat @ col.T
+            dw = tap_weights_grad(dw_mat[:, :CT], m_taps, taps, w.shape)
         if need_x:                      # dx = col2im(W^T @ g), padding cropped
             dxpad_t = col2im(w_flat.T @ g_flat, taps, C, N, Hp, Wp, OH, OW)
             dx = dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3)
         if b is not None:
-            db = g_flat.sum(axis=1)
+            db = dw_mat[:, CT] if fold and need_w else g_flat.sum(axis=1)
         return dx, dw, db
     return record(out, tensors, backward, "conv2d")
