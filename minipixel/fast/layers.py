@@ -1,9 +1,9 @@
 """The fast twins of the recurrent layers: the same modules and parameters, each
-recurrence run as one fused scan op (scan.py) instead of a loop of engine ops.
+recurrence run as one fused op (row.py, diagonal.py) instead of a loop of engine ops.
 
     FastRowLSTMLayer         RowLSTMLayer.hidden as one op: input-to-state conv and the
                              scan over rows (row.py)
-    FastDiagonalLSTM         DiagonalLSTM: 1 x 1 conv on x unskewed, skew, scan over
+    FastDiagonalLSTM         DiagonalLSTM: skew, 1 x 1 conv per skewed column, scan over
                              skewed columns, unskew, as one op (diagonal.py)
     FastDiagonalBiLSTMLayer  both directions in one diagonal_lstm op (D = 2)
 
