@@ -3,7 +3,7 @@
     Conv2d:        x (N, C, H, W) -> (N, OC, OH, OW), weight (OC, C, KH, KW), bias (OC,)
     MaskedConv2d:  the same with weight * mask (masks.py), size kept by padding KH//2, KW//2
 
-``conv.at_pixel()`` is the same convolution evaluated at one output position,
+``conv.at_pixel(grid)`` is the same convolution evaluated at one output position,
 for the cached samplers (see PixelConv below); it reads only the taps the mask keeps.
 """
 import numpy as np
@@ -36,8 +36,9 @@ class Conv2d(Module):
     def forward(self, x):
         return conv2d(x, self.weight, self.bias, self.padding)
 
-    def at_pixel(self):
-        return PixelConv(self.weight.data, self.bias, None, self.weight.shape[2:])
+    def at_pixel(self, grid=None):
+        """This conv at one output position reading `grid` (or a 1 x 1 conv's ``vec``)."""
+        return PixelConv(self.weight.data, self.bias, None, self.weight.shape[2:], grid)
 
 
 class MaskedConv2d(Conv2d):
@@ -70,33 +71,60 @@ class MaskedConv2d(Conv2d):
         return conv2d(x, self.weight, self.bias if bias else None, self.padding,
                       mask=self.device_mask(), taps=self.taps)
 
-    def at_pixel(self):
+    def at_pixel(self, grid=None):
         return PixelConv(self.weight.data * self.device_mask(), self.bias, self.taps,
-                         self.weight.shape[2:])
+                         self.weight.shape[2:], grid)
 
 
 class PixelConv:
     """A convolution evaluated at one output position (r, c), in raw arrays, no graph.
 
-    Notation: N batch, C input / OC output channels, T kept taps.
-    `xpad` is the input padded as the conv pads it, so the window of output
-    (r, c) starts at xpad[:, :, r, c]. Made by ``conv.at_pixel()`` from the
-    conv's current weights (masked-out taps are never read)."""
+    Notation: N batch, C input / OC output channels, T kept taps (i_t, j_t) of
+    a KH x KW kernel, `grid` (N, Hp, Wp, C) the conv's input, channels last,
+    padded as the conv pads it, so the window of output (r, c) starts at
+    grid[:, r, c]:
 
-    def __init__(self, w, bias, taps, kernel):
+        w (T * C, OC)                 the kept taps' weights, row t * C + k
+        window(r, c)[:, t * C + k]  = grid[:, r + i_t, c + j_t, k]        (channel k)
+        out(r, c)                   = window(r, c) @ w + b                 (N, OC)
+
+    The window is one gather from the flattened grid (kept contiguous, so that
+    the gather copies only the window): columns[c] + r * Wp * C, where columns[c]
+    holds the indices of the window of (0, c), (i_t * Wp + c + j_t) * C + k. Made by
+    ``conv.at_pixel(grid)`` from the conv's current weights (masked-out taps
+    are never read); `grid` is the caller's cache (C-contiguous: a fresh zeros),
+    read as it is when ``at`` runs. Without a grid, ``vec`` applies a 1 x 1
+    conv to one pixel's features."""
+
+    def __init__(self, w, bias, taps, kernel, grid=None):
         taps = taps if taps is not None else kept_taps(None, *kernel)
         xp = get_array_module(w)
-        self.ti = xp.asarray([i for i, _ in taps])
-        self.tj = xp.asarray([j for _, j in taps])
+        ti, tj = (np.array([tap[a] for tap in taps]) for a in (0, 1))
         OC, C = w.shape[:2]
-        self.w = w[:, :, self.ti, self.tj].reshape(OC, C * len(taps)).T     # (C*T, OC)
-        self.b = bias.data if bias is not None else 0
+        kept = w[:, :, xp.asarray(ti), xp.asarray(tj)]                           # (OC, C, T)
+        self.w = xp.ascontiguousarray(kept.transpose(2, 1, 0).reshape(len(taps) * C, OC))
+        self.b = bias.data.reshape(1, OC) if bias is not None else None
+        self.xp = xp
+        if grid is not None:
+            N, Hp, Wp, C = grid.shape
+            window = ((ti * Wp + tj)[:, None] * C + np.arange(C)).reshape(-1)    # (T * C,)
+            columns = window + C * np.arange(Wp - kernel[1] + 1)[:, None]       # (W, T * C)
+            self.columns = xp.asarray(columns)
+            self.flat, self.row_size = grid.reshape(N, Hp * Wp * C), Wp * C    # a view
 
-    def at(self, xpad, r, c):
-        """(N, C, Hp, Wp) -> (N, OC): the output at (r, c)."""
-        patch = xpad[:, :, r + self.ti, c + self.tj]                         # (N, C, T)
-        return patch.reshape(len(patch), -1) @ self.w + self.b
+    def at(self, r, c):
+        """The output (N, OC) at (r, c) from the grid's values there now."""
+        return self.vec(self.flat.take(self.columns[c] + r * self.row_size, axis=1))
+
+    def row(self, r):
+        """The outputs (N, W, OC) at every column of row r, as ``at`` computes each."""
+        windows = self.flat.take(self.columns + r * self.row_size, axis=1)      # (N, W, T * C)
+        N, W, TC = windows.shape
+        return self.vec(windows.reshape(N * W, TC)).reshape(N, W, -1)
 
     def vec(self, x):
-        """A 1 x 1 conv applied to one pixel's features (N, C) -> (N, OC)."""
-        return x @ self.w + self.b
+        """x (M, T * C) @ w + b -> (M, OC); for a 1 x 1 conv, x is one pixel's features."""
+        y = self.xp.dot(x, self.w)
+        if self.b is not None:
+            y += self.b
+        return y
