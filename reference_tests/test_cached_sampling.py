@@ -19,18 +19,35 @@ def full_logits(model, images):
     return z[..., None] if z.ndim == 4 else z.transpose(0, 2, 3, 4, 1)
 
 
+def assert_cached_logits_equal_forward_pass(name, fast, C, levels, h, layers, H, W, n, slope,
+                                            seed):
+    model = build(name, channels=C, levels=levels, h=h, layers=layers, out_hidden=4,
+                  seed=seed, dtype=np.float64, fast=fast, relu_slope=slope)
+    images = np.random.default_rng(seed).integers(0, levels, size=(n, C, H, W))
+    np.testing.assert_allclose(teacher_forced_logits(model, images), full_logits(model, images),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "paper"])
 @pytest.mark.parametrize("name", MODELS)
 @given(colour=st.booleans(), h=st.integers(1, 5), layers=st.integers(1, 3),
-       H=st.integers(1, 6), W=st.integers(1, 7), seed=st.integers(0, 2**16))
-def test_cached_logits_equal_forward_pass(fast, name, colour, h, layers, H, W, seed):
+       H=st.integers(1, 6), W=st.integers(1, 7), n=st.integers(1, 3), leaky=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_cached_logits_equal_forward_pass(fast, name, colour, h, layers, H, W, n, leaky, seed):
     C, levels = (3, 5) if colour else (1, 2)
     h = max(h, 3) if colour else h                     # RGB models need h >= 3
-    model = build(name, channels=C, levels=levels, h=h, layers=layers, out_hidden=4,
-                  seed=seed, dtype=np.float64, fast=fast)
-    images = np.random.default_rng(seed).integers(0, levels, size=(2, C, H, W))
-    np.testing.assert_allclose(teacher_forced_logits(model, images), full_logits(model, images),
-                               rtol=1e-12, atol=1e-12)
+    assert_cached_logits_equal_forward_pass(name, fast, C, levels, h, layers, H, W, n,
+                                            0.1 if leaky else 0.0, seed)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "paper"])
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("C,levels,h,slope", [(3, 7, 4, 0.0), (3, 4, 5, 0.1), (1, 2, 2, 0.1)],
+                         ids=["rgb-h4", "rgb-h5-leaky", "binary-leaky"])
+def test_cached_logits_equal_forward_pass_batched_non_square(fast, name, C, levels, h, slope):
+    """Always run, whatever hypothesis draws: a batch of 3, a 4 x 6 image, RGB groups
+    of unequal sizes (2h = 8 or 10 maps), leaky ReLUs."""
+    assert_cached_logits_equal_forward_pass(name, fast, C, levels, h, 2, 4, 6, 3, slope, seed=1)
 
 
 @pytest.mark.parametrize("name", MODELS)

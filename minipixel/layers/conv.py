@@ -6,6 +6,8 @@
 ``conv.at_pixel(grid)`` is the same convolution evaluated at one output position,
 for the cached samplers (see PixelConv below); it reads only the taps the mask keeps.
 """
+import copy
+
 import numpy as np
 
 from ..backend import get_array_module
@@ -121,6 +123,13 @@ class PixelConv:
         windows = self.flat.take(self.columns + r * self.row_size, axis=1)      # (N, W, T * C)
         N, W, TC = windows.shape
         return self.vec(windows.reshape(N * W, TC)).reshape(N, W, -1)
+
+    def output_block(self, start, stop):
+        """The same conv computing only its outputs start..stop-1."""
+        part = copy.copy(self)
+        part.w = self.xp.ascontiguousarray(self.w[:, start:stop])
+        part.b = None if self.b is None else self.b[:, start:stop]
+        return part
 
     def vec(self, x):
         """x (M, T * C) @ w + b -> (M, OC); for a 1 x 1 conv, x is one pixel's features."""

@@ -155,7 +155,8 @@ class DiagonalPixels:
     states of row r-2. The layer input x (N, H, W, 2h) is kept, channels last."""
 
     def __init__(self, layer, N, H, W):
-        xp, dtype, n = layer.output.weight.xp, layer.output.weight.dtype, layer.output.weight.shape[1]
+        w = layer.output.weight                                        # (2h, h, 1, 1)
+        xp, dtype, n = w.xp, w.dtype, w.shape[1]
         self.xp, self.W = xp, W
         self.l2r = DirectionPixels(layer.left_to_right, N, H, W)
         self.r2l = DirectionPixels(layer.right_to_left, N, H, W)      # on the mirrored image
@@ -164,6 +165,7 @@ class DiagonalPixels:
         self.r2l_above = xp.zeros((N, W, n), dtype=dtype)              # shifted r2l, row r
 
     def begin_row(self, r):
+        """The l2r pass's row-above products; the r2l pass's states of row r-1."""
         self.l2r.begin_row(r)
         if r > 0:
             self.r2l_above = self.right_to_left_row(r - 1)
@@ -180,6 +182,6 @@ class DiagonalPixels:
     def at(self, x, r, c, out):
         """Layer output at (r, c) into out (N, 2h), for its input x (N, 2h) there."""
         self.x[:, r, c] = x
-        h = self.l2r.at(x, r, c)
+        h = self.l2r.at(x, r, c)                       # cached by l2r; free to add to
         h += self.r2l_above[:, c]
         return self.xp.add(x, self.out.vec(h), out=out)

@@ -201,9 +201,9 @@ class ModelPixels:
     guarantee every cached value read is already final.
 
     Buffers: `image` (N, H + 2p, W + 2p, C) the scaled values drawn so far,
-    channels last, zero padded as the 7 x 7 conv pads; `outs` (N, L * 2h) the L layers' outputs at
-    the current pixel side by side, the skip conv's input (each layer writes its
-    own block)."""
+    channels last, zero padded as the 7 x 7 conv pads; `outs` (N, L * 2h) the L
+    layers' outputs at the current pixel side by side, the skip conv's input
+    (each layer writes its own block)."""
 
     def __init__(self, model, N, H, W):
         xp, dtype = model.first.weight.xp, model.dtype
@@ -217,9 +217,9 @@ class ModelPixels:
         self.out_blocks = [self.outs[:, i * width:(i + 1) * width]
                            for i in range(len(self.layers))]
         self.skip, self.hidden = model.skip.at_pixel(), model.out_hidden.at_pixel()
-        logit, V = model.out_logits.at_pixel(), model.values
-        self.colour_logits = [(xp.ascontiguousarray(logit.w[:, k * V:(k + 1) * V]),
-                               logit.b[:, k * V:(k + 1) * V]) for k in range(model.channels)]
+        logits, V = model.out_logits.at_pixel(), model.values     # colour-major outputs
+        self.colour_logits = [logits.output_block(k * V, (k + 1) * V)
+                              for k in range(model.channels)]
         self.scale = 2.0 / (model.levels - 1)
 
     def set_value(self, r, c, k, values):
@@ -238,7 +238,4 @@ class ModelPixels:
             x = layer.at(x, r, c, out)
         s = self.skip.vec(self.outs)
         hidden = self.hidden.vec(rectify_array(s, slope, xp, out=s))
-        w, b = self.colour_logits[k]
-        z = xp.dot(rectify_array(hidden, slope, xp, out=hidden), w)
-        z += b
-        return z
+        return self.colour_logits[k].vec(rectify_array(hidden, slope, xp, out=hidden))
