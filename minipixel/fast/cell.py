@@ -138,8 +138,10 @@ def lstm_cell(pre, c_prev):
 
 @functools.lru_cache(maxsize=None)
 def kept_gate_scale(xp, n, ndim, dtype):
-    """gate_scale, made once per (array module, h, ndim, dtype): read-only arrays."""
-    return gate_scale(xp, n, ndim, dtype)
+    """gate_scale with a leading axis of 1, made once per (array module, h, ndim, dtype);
+    read-only. With the batch axis present, one image's products need no broadcasting."""
+    s, off = gate_scale(xp, n, ndim, dtype)
+    return s[None], off[None]
 
 
 def lstm_cell_arrays(pre, c_prev):
