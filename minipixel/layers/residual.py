@@ -83,7 +83,7 @@ class PixelCNNPixels:
         self.conv = block.conv.at_pixel(self.y)
 
     def begin_row(self, r):
-        pass
+        self.conv.begin_row(r)
 
     def at(self, x, r, c, out):
         """Block output at (r, c) into out (N, 2h), for its input x (N, 2h) there."""

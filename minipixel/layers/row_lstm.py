@@ -80,6 +80,7 @@ class RowLSTMPixels:
     def begin_row(self, r):
         """K_ss (*) h_{r-1} for the whole row r: (N, W, 4h) (grid row r holds h_{r-1})."""
         self.from_above = self.k_ss.row(r)
+        self.k_is.begin_row(r)
 
     def at(self, x, r, c, out):
         """Layer output at (r, c) into out (N, 2h), for its input x (N, 2h) there."""

@@ -227,6 +227,7 @@ class ModelPixels:
         self.image[:, r + self.p, c + self.p, k] = self.xp.asarray(values) * self.scale - 1
 
     def begin_row(self, r):
+        self.first.begin_row(r)
         for layer in self.layers:
             layer.begin_row(r)
 
