@@ -86,3 +86,11 @@ def test_a_wrong_cache_is_caught(monkeypatch):
     model = build("diagonal", channels=1, levels=2, h=3, layers=2, out_hidden=4, dtype=np.float64)
     images = np.random.default_rng(1).integers(0, 2, size=(2, 1, 4, 5))
     assert not np.allclose(teacher_forced_logits(model, images), full_logits(model, images))
+
+
+def test_a_pixel_conv_refuses_a_gap_in_its_last_row():
+    """The own row's taps are read as one slice; a gap there would read a dropped tap."""
+    from minipixel.layers.conv import PixelConv
+    w = np.ones((2, 1, 1, 3))
+    with pytest.raises(ValueError, match="contiguous"):
+        PixelConv(w, None, ((0, 0), (0, 2)), (1, 3), np.zeros((1, 2, 5, 1)))

@@ -118,7 +118,8 @@ class PixelConv:
         self.xp = xp
         if grid is not None:
             N, Hp, Wp, C = grid.shape
-            e, n_above = ti.max(), int((ti < ti.max()).sum())
+            e = int(ti.max())
+            n_above = int((ti < e).sum())
             own = tj[n_above:]                                      # columns on row e, in order
             if list(own) != list(range(own[0], own[0] + len(own))):
                 raise ValueError(f"PixelConv: the taps on the last kept row must be contiguous, "
@@ -127,7 +128,7 @@ class PixelConv:
             columns = window + C * np.arange(Wp - kernel[1] + 1)[:, None]       # (W, T * C)
             self.columns = xp.asarray(columns)
             self.w_above, self.w_own = self.w[:n_above * C], self.w[n_above * C:]
-            self.grid, self.e, self.j0, self.j1 = grid, int(e), int(own[0]), int(own[-1])
+            self.grid, self.e, self.j0, self.j1 = grid, e, int(own[0]), int(own[-1])
             self.flat, self.row_size = grid.reshape(N, Hp * Wp * C), Wp * C    # a view
 
     def begin_row(self, r):
