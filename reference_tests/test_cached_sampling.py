@@ -19,18 +19,35 @@ def full_logits(model, images):
     return z[..., None] if z.ndim == 4 else z.transpose(0, 2, 3, 4, 1)
 
 
+def assert_cached_logits_equal_forward_pass(name, fast, C, levels, h, layers, H, W, n, slope,
+                                            seed):
+    model = build(name, channels=C, levels=levels, h=h, layers=layers, out_hidden=4,
+                  seed=seed, dtype=np.float64, fast=fast, relu_slope=slope)
+    images = np.random.default_rng(seed).integers(0, levels, size=(n, C, H, W))
+    np.testing.assert_allclose(teacher_forced_logits(model, images), full_logits(model, images),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "paper"])
 @pytest.mark.parametrize("name", MODELS)
 @given(colour=st.booleans(), h=st.integers(1, 5), layers=st.integers(1, 3),
-       H=st.integers(1, 6), W=st.integers(1, 7), seed=st.integers(0, 2**16))
-def test_cached_logits_equal_forward_pass(fast, name, colour, h, layers, H, W, seed):
+       H=st.integers(1, 6), W=st.integers(1, 7), n=st.integers(1, 3), leaky=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_cached_logits_equal_forward_pass(fast, name, colour, h, layers, H, W, n, leaky, seed):
     C, levels = (3, 5) if colour else (1, 2)
     h = max(h, 3) if colour else h                     # RGB models need h >= 3
-    model = build(name, channels=C, levels=levels, h=h, layers=layers, out_hidden=4,
-                  seed=seed, dtype=np.float64, fast=fast)
-    images = np.random.default_rng(seed).integers(0, levels, size=(2, C, H, W))
-    np.testing.assert_allclose(teacher_forced_logits(model, images), full_logits(model, images),
-                               rtol=1e-12, atol=1e-12)
+    assert_cached_logits_equal_forward_pass(name, fast, C, levels, h, layers, H, W, n,
+                                            0.1 if leaky else 0.0, seed)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "paper"])
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("C,levels,h,slope", [(3, 7, 4, 0.0), (3, 4, 5, 0.1), (1, 2, 2, 0.1)],
+                         ids=["rgb-h4", "rgb-h5-leaky", "binary-leaky"])
+def test_cached_logits_equal_forward_pass_batched_non_square(fast, name, C, levels, h, slope):
+    """Always run, whatever hypothesis draws: a batch of 3, a 4 x 6 image, RGB groups
+    of unequal sizes (2h = 8 or 10 maps), leaky ReLUs."""
+    assert_cached_logits_equal_forward_pass(name, fast, C, levels, h, 2, 4, 6, 3, slope, seed=1)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -61,14 +78,19 @@ def test_a_wrong_cache_is_caught(monkeypatch):
     """Test the test: a cache that forgets the shift-down of the right-to-left
     pass (uses row r's states instead of row r-1's) must disagree."""
     from minipixel.layers.diagonal_bilstm import DiagonalPixels
-    from minipixel.ops import flip
-    from minipixel.tensor import Tensor
 
     def begin_row_unshifted(self, r):
-        r2l = self.layer.right_to_left
-        states = flip(r2l(flip(Tensor(self.x[:, :, :r + 1]), 3)), 3).data
-        self.r2l_above = states[:, :, r]
+        self.l2r.begin_row(r)
+        self.r2l_above = self.right_to_left_row(r)
     monkeypatch.setattr(DiagonalPixels, "begin_row", begin_row_unshifted)
     model = build("diagonal", channels=1, levels=2, h=3, layers=2, out_hidden=4, dtype=np.float64)
     images = np.random.default_rng(1).integers(0, 2, size=(2, 1, 4, 5))
     assert not np.allclose(teacher_forced_logits(model, images), full_logits(model, images))
+
+
+def test_a_pixel_conv_refuses_a_gap_in_its_last_row():
+    """The own row's taps are read as one slice; a gap there would read a dropped tap."""
+    from minipixel.layers.conv import PixelConv
+    w = np.ones((2, 1, 1, 3))
+    with pytest.raises(ValueError, match="contiguous"):
+        PixelConv(w, None, ((0, 0), (0, 2)), (1, 3), np.zeros((1, 2, 5, 1)))

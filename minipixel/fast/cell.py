@@ -24,6 +24,8 @@ All four activations come from one tanh, since sigmoid(x) = (1 + tanh(x/2)) / 2:
                   = act (1 - act) for i, f, o;  1 - g^2 for g
 so the backward needs only `act`, not the pre-activations.
 """
+import functools
+
 from ..backend import get_array_module
 from ..tensor import check_same, record
 
@@ -38,10 +40,12 @@ def gate_scale(xp, n, ndim, dtype):
     return s.reshape(shape), off.reshape(shape)
 
 
-def lstm_cell_forward(pre, c_prev, xp):
-    """pre (., 4h, ...), c_prev (., h, ...) -> h, c (., h, ...) and the cache for the backward."""
+def lstm_cell_forward(pre, c_prev, xp, scale=None):
+    """pre (., 4h, ...), c_prev (., h, ...) -> h, c (., h, ...) and the cache for the backward.
+
+    scale: gate_scale's (s, off) for these shapes, if the caller keeps them."""
     n = c_prev.shape[1]
-    s, off = gate_scale(xp, n, pre.ndim, pre.dtype)
+    s, off = scale if scale is not None else gate_scale(xp, n, pre.ndim, pre.dtype)
     act = xp.tanh(pre * s) * s + off
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c = f * c_prev + i * g
@@ -146,7 +150,18 @@ def lstm_cell(pre, c_prev):
     return hc[:, :n], hc[:, n:]
 
 
+@functools.lru_cache(maxsize=None)
+def kept_gate_scale(xp, n, ndim, dtype):
+    """gate_scale with a leading axis of 1, made once per (array module, h, ndim, dtype);
+    read-only. With the batch axis present, one image's products need no broadcasting."""
+    s, off = gate_scale(xp, n, ndim, dtype)
+    return s[None], off[None]
+
+
 def lstm_cell_arrays(pre, c_prev):
-    """The fused cell on raw arrays, no graph (the cached samplers' per-pixel steps)."""
-    h, c, _ = lstm_cell_forward(pre, c_prev, get_array_module(pre))
+    """The fused cell on raw arrays, no graph (the cached samplers' per-pixel steps: one
+    call per layer and sub-pixel, so the gate scales are kept, not remade)."""
+    xp = get_array_module(pre)
+    scale = kept_gate_scale(xp, c_prev.shape[1], pre.ndim, pre.dtype)
+    h, c, _ = lstm_cell_forward(pre, c_prev, xp, scale)
     return h, c

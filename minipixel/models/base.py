@@ -192,39 +192,51 @@ class PixelModel(Module):
 
 
 class ModelPixels:
-    """A model evaluated pixel by pixel, in raw arrays; ``logits(r, c)`` -> (N, C, values).
+    """A model evaluated pixel by pixel, in raw arrays; ``logits(r, c, k)`` -> (N, values).
 
     image (r, c) -> 7 x 7 mask A at (r, c) -> each layer's per-pixel step at (r, c)
-    (its ``pixel_steps``, beside its forward) -> skip and output 1 x 1 convs at (r, c).
-    Call ``begin_row(r)`` before the first pixel of row r, ``set_value`` after each
-    drawn sub-pixel. Masks guarantee every cached value read is already final."""
+    (its ``pixel_steps``, beside its forward) -> skip and output 1 x 1 convs at (r, c),
+    the last one for colour k's `values` logits only. Call ``begin_row(r)`` before
+    the first pixel of row r, ``set_value`` after each drawn sub-pixel. Masks
+    guarantee every cached value read is already final.
+
+    Buffers: `image` (N, H + 2p, W + 2p, C) the scaled values drawn so far,
+    channels last, zero padded as the 7 x 7 conv pads; `outs` (N, L * 2h) the L
+    layers' outputs at the current pixel side by side, the skip conv's input
+    (each layer writes its own block)."""
 
     def __init__(self, model, N, H, W):
         xp, dtype = model.first.weight.xp, model.dtype
-        self.model, self.xp = model, xp
-        self.first = model.first.at_pixel()
+        self.model, self.xp, self.slope = model, xp, model.relu_slope
         self.p = p = model.first.padding[0]
-        self.image = xp.zeros((N, model.channels, H + 2 * p, W + 2 * p), dtype=dtype)  # scaled
+        self.image = xp.zeros((N, H + 2 * p, W + 2 * p, model.channels), dtype=dtype)
+        self.first = model.first.at_pixel(self.image)
         self.layers = [layer.pixel_steps(N, H, W) for layer in model.layers]
-        self.skip, self.hidden, self.logit = (m.at_pixel() for m in
-                                              (model.skip, model.out_hidden, model.out_logits))
+        width = model.first.weight.shape[0]                                    # 2h
+        self.outs = xp.zeros((N, width * len(self.layers)), dtype=dtype)
+        self.out_blocks = [self.outs[:, i * width:(i + 1) * width]
+                           for i in range(len(self.layers))]
+        self.skip, self.hidden = model.skip.at_pixel(), model.out_hidden.at_pixel()
+        logits, V = model.out_logits.at_pixel(), model.values     # colour-major outputs
+        self.colour_logits = [logits.output_block(k * V, (k + 1) * V)
+                              for k in range(model.channels)]
         self.scale = 2.0 / (model.levels - 1)
 
     def set_value(self, r, c, k, values):
         """Write drawn integer values (N,) of colour k at (r, c), scaled to [-1, 1]."""
-        self.image[:, k, r + self.p, c + self.p] = self.xp.asarray(values) * self.scale - 1
+        self.image[:, r + self.p, c + self.p, k] = self.xp.asarray(values) * self.scale - 1
 
     def begin_row(self, r):
+        self.first.begin_row(r)
         for layer in self.layers:
             layer.begin_row(r)
 
-    def logits(self, r, c):
-        act = lambda a: rectify_array(a, self.model.relu_slope, self.xp)  # noqa: E731
-        x = self.first.at(self.image, r, c)                               # (N, 2h)
-        outs = []
-        for layer in self.layers:
-            x = layer.at(x, r, c)
-            outs.append(x)
-        s = self.skip.vec(self.xp.concatenate(outs, axis=1))
-        z = self.logit.vec(act(self.hidden.vec(act(s))))                  # (N, C * values)
-        return z.reshape(len(z), self.model.channels, self.model.values)
+    def logits(self, r, c, k):
+        """Colour k's logits (N, values) at (r, c)."""
+        xp, slope = self.xp, self.slope
+        x = self.first.at(r, c)                                            # (N, 2h)
+        for layer, out in zip(self.layers, self.out_blocks):
+            x = layer.at(x, r, c, out)
+        s = self.skip.vec(self.outs)
+        hidden = self.hidden.vec(rectify_array(s, slope, xp, out=s))
+        return self.colour_logits[k].vec(rectify_array(hidden, slope, xp, out=hidden))

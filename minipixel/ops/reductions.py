@@ -85,8 +85,8 @@ def softmax_parts(z, axis, xp):
 def log_softmax_array(z, axis, xp):
     """The stable log-softmax of an array: (z - m) - log sum e^(z - m) (softmax_parts).
 
-    The one log-softmax of the project: the op below, the fused NLL of the fast
-    path and the samplers' inverse CDF all build on softmax_parts."""
+    The one log-softmax of the project: the op below and the fused NLL of the
+    fast path build on softmax_parts."""
     shifted, _, log_norm = softmax_parts(z, axis, xp)
     return shifted - log_norm
 

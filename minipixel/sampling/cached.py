@@ -27,7 +27,7 @@ def visit_subpixels(model, n, H, W, choose):
             steps.begin_row(r)
             for c in range(W):
                 for k in range(model.channels):
-                    z = to_numpy(steps.logits(r, c)[:, k])
+                    z = to_numpy(steps.logits(r, c, k))
                     steps.set_value(r, c, k, choose(z, r, c, k))
 
 

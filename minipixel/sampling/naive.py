@@ -10,7 +10,6 @@ only at rows above or on the current one.)
 import numpy as np
 
 from ..backend import to_numpy
-from ..ops.reductions import log_softmax_array
 from ..tensor import no_grad
 
 __all__ = ["fill_naive", "draw_from_logits"]
@@ -20,15 +19,16 @@ def draw_from_logits(logits, u):
     """Values by the inverse CDF: logits (n,) Bernoulli or (n, K) softmax, u (n,) in [0, 1).
 
     Bernoulli: P(0) = sigmoid(-z), value = 1 if u >= P(0) else 0.
-    Softmax: value = the number of cumulative probabilities <= u (the
-    smallest v with cdf[v] > u), at most K - 1. Computed in float64."""
+    Softmax: with e = exp(z - max z) and the running sums S_v = e_0 + ... + e_v
+    (so cdf[v] = S_v / S_{K-1}), value = the number of v with S_v <= u * S_{K-1}
+    (the smallest v with cdf[v] > u), at most K - 1. Computed in float64."""
     z = np.asarray(to_numpy(logits), np.float64)
     u = np.asarray(u, np.float64)
     if z.ndim == 1:
         p0 = 0.5 * (1.0 + np.tanh(-0.5 * z))     # sigmoid(-z), stable for any z
         return (u >= p0).astype(np.int64)
-    cdf = np.cumsum(np.exp(log_softmax_array(z, 1, np)), axis=1)
-    return np.minimum((cdf <= u[:, None]).sum(axis=1), z.shape[1] - 1)
+    running = np.exp(z - z.max(axis=1, keepdims=True)).cumsum(axis=1)          # S (n, K)
+    return np.minimum((running <= u[:, None] * running[:, -1:]).sum(axis=1), z.shape[1] - 1)
 
 
 def fill_naive(model, images, u, given_mask, progress=None):
