@@ -77,15 +77,45 @@ def scan_rows(H, W, every_row):
 
 def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     """(N, C, H, W), (D*4h, C, 1, 1), mask, (D, 4h), (D, 4h, h, 2, 1), (D, h), (D, h)
-    -> (D, N, h, H, W)."""
+    -> (D, N, h, H, W), each direction's hidden states."""
     check_same(x, weight, bias, k_ss, h0, c0, op="diagonal_lstm")
+    out, backward = directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (D, H, W, h, N)
+    return record(out.transpose(0, 4, 3, 1, 2), (x, weight, bias, k_ss, h0, c0),
+                  lambda grad: backward(grad.transpose(0, 3, 4, 2, 1)), "diagonal_lstm")
+
+
+def diagonal_bilstm(x, weight, mask, bias, k_ss, h0, c0, offsets, shift):
+    """The same for D = 2, the two directions combined as the Diagonal BiLSTM combines
+    them: l2r + r2l shifted down by `shift` rows (1; row r takes row r - 1's states,
+    row 0 zeros)  ->  (N, h, H, W)."""
+    check_same(x, weight, bias, k_ss, h0, c0, op="diagonal_bilstm")
+    if bias.shape[0] != 2:
+        raise ValueError(f"diagonal_bilstm: two directions expected, got bias {bias.shape}")
+    out, backward = directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (2, H, W, h, N)
+    H = out.shape[1]
+    y = out[0].copy()
+    y[shift:] += out[1][:H - shift]
+
+    def combined_backward(grad):
+        g = grad.transpose(2, 3, 1, 0)                                   # (H, W, h, N)
+        g_r2l = x.xp.zeros_like(g)
+        g_r2l[:H - shift] = g[shift:]
+        return backward((g, g_r2l))
+    return record(y.transpose(3, 2, 0, 1), (x, weight, bias, k_ss, h0, c0), combined_backward,
+                  "diagonal_bilstm")
+
+
+def directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
+    """The op's work on raw arrays: -> out (D, H, W, h, N), pixel-major in the image's
+    order, and backward(g) from the D directions' gradients (H, W, h, N) each, any
+    strides, to the gradients of x, weight, bias, k_ss, h0, c0."""
     xp = x.xp
     N, C, H, W = x.shape
     D, G = bias.shape
     n, dt = G // 4, x.dtype
     if weight.shape != (D * G, C, 1, 1) or k_ss.shape[:3] != (D, G, n) or \
             h0.shape != (D, n) or c0.shape != (D, n):
-        raise ValueError(f"diagonal_lstm: x (N, C, H, W), weight (D*4h, C, 1, 1), bias (D, 4h), "
+        raise ValueError(f"diagonal LSTM: x (N, C, H, W), weight (D*4h, C, 1, 1), bias (D, 4h), "
                          f"k_ss (D, 4h, h, 2, 1), h0 and c0 (D, h) expected, got {x.shape}, "
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
     rows, image_rows = scan_rows(H, W, every_row=max(offsets) > 0)
@@ -121,7 +151,7 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     def backward(grad):
         g_own = xp.empty((D, H, W, n, N), dtype=dt)
         for d in range(D):
-            g_own[d] = own_order(grad[d].transpose(2, 3, 1, 0), d)
+            g_own[d] = own_order(grad[d], d)
         g = core.blocks(n)
         for j, k in enumerate(image_rows):
             gj = g[j].reshape(D, n, -1, N)
@@ -141,5 +171,4 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
         for d in range(1, D):
             dx = dx + own_order(dx_own[d], d)
         return (dx.transpose(3, 2, 0, 1), dw.reshape(weight.shape) * mask, db, dK, dh0, dc0)
-    return record(out.transpose(0, 4, 3, 1, 2), (x, weight, bias, k_ss, h0, c0), backward,
-                  "diagonal_lstm")
+    return out, backward

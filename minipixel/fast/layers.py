@@ -5,17 +5,18 @@ recurrence run as one fused op (row.py, diagonal.py) instead of a loop of engine
                              scan over rows (row.py)
     FastDiagonalLSTM         DiagonalLSTM: skew, 1 x 1 conv per skewed column, scan over
                              skewed columns, unskew, as one op (diagonal.py)
-    FastDiagonalBiLSTMLayer  both directions in one diagonal_lstm op (D = 2)
+    FastDiagonalBiLSTMLayer  both directions in one op (D = 2), l2r + shift_down(r2l)
+                             included (diagonal_bilstm)
 
 Notation: N batch, h hidden units, H x W image, W' = H + W - 1. Each equals its
 paper twin in minipixel/layers/, forward and every gradient
 (reference_tests/test_fast_equals_paper.py); the models use these by default.
 """
-from ..layers.diagonal_bilstm import DiagonalBiLSTMLayer, DiagonalLSTM, shift_down
+from ..layers.diagonal_bilstm import DiagonalBiLSTMLayer, DiagonalLSTM
 from ..layers.row_lstm import RowLSTMLayer
 from ..ops import concat, stack
 from .cell import lstm_cell_arrays
-from .diagonal import diagonal_lstm
+from .diagonal import diagonal_bilstm, diagonal_lstm
 from .row import row_lstm
 from .scan import DIAGONAL_OFFSETS
 
@@ -29,29 +30,35 @@ class FastRowLSTMLayer(RowLSTMLayer):
                         self.state_to_state, self.h0, self.c0)           # (N, h, H, W)
 
 
-def diagonal_directions(x, directions):
-    """Hidden states (D, N, h, H, W) of D DiagonalLSTMs on x (N, 2h, H, W), the second
-    (if any) run right to left, as one diagonal_lstm op."""
+# the right-to-left direction's states move down this many rows before they are added
+# (shift_down in the paper path): row r then sees only rows above it
+R2L_SHIFT = 1
+
+
+def directions_args(x, directions):
+    """diagonal_lstm's arguments after x for D DiagonalLSTMs (the second, if any, run
+    right to left): their weights, masks and states stacked."""
     convs = [d.input_to_state for d in directions]
     weight = concat([c.weight for c in convs], axis=0) if len(convs) > 1 else convs[0].weight
     mask = x.xp.concatenate([c.device_mask() for c in convs], axis=0)
-    return diagonal_lstm(x, weight, mask, stack([c.bias for c in convs]),
-                         stack([d.state_to_state for d in directions]),
-                         stack([d.h0 for d in directions]), stack([d.c0 for d in directions]),
-                         DIAGONAL_OFFSETS)
+    return (weight, mask, stack([c.bias for c in convs]),
+            stack([d.state_to_state for d in directions]),
+            stack([d.h0 for d in directions]), stack([d.c0 for d in directions]),
+            DIAGONAL_OFFSETS)
 
 
 class FastDiagonalLSTM(DiagonalLSTM):
     cell_arrays = staticmethod(lstm_cell_arrays)
 
     def forward(self, x):
-        return diagonal_directions(x, (self,))[0]
+        return diagonal_lstm(x, *directions_args(x, (self,)))[0]
 
 
 class FastDiagonalBiLSTMLayer(DiagonalBiLSTMLayer):
     direction = FastDiagonalLSTM
 
     def hidden(self, x):
-        """Both directions as one scan (D = 2); the right-to-left one's states shifted down."""
-        both = diagonal_directions(x, (self.left_to_right, self.right_to_left))
-        return both[0] + shift_down(both[1])
+        """Both directions as one scan (D = 2), combined in the same op: l2r plus the
+        right-to-left one's states shifted down one row (shift_down in the paper path)."""
+        args = directions_args(x, (self.left_to_right, self.right_to_left))
+        return diagonal_bilstm(x, *args, shift=R2L_SHIFT)
