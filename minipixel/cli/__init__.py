@@ -52,7 +52,7 @@ def build_parser():
         prog="minipixel", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="PixelRNN (Row LSTM, Diagonal BiLSTM) and PixelCNN on a tiny NumPy/CuPy "
                     "autograd engine.\nWith no arguments: the default main job, a small "
-                    "Diagonal BiLSTM on the embedded binarized digits (~6 min on 2 CPU cores).",
+                    "Diagonal BiLSTM on the embedded binarized digits (~3 min on 2 CPU cores).",
         epilog="`minipixel COMMAND --help` for each command's options.\n"
                "Environment: MINIPIXEL_BLAS_THREADS=N (default 1: small GEMMs run faster and "
                "never stall on a busy machine).")

@@ -1,7 +1,7 @@
 """minipixel train: train a model, with a checkpoint after every epoch and on Ctrl-C.
 
 With no arguments at all this is the default main job: a small Diagonal
-BiLSTM on the embedded (statically) binarized digits, about 6 minutes on a 2-core CPU,
+BiLSTM on the embedded (statically) binarized digits, about 3 minutes on a 2-core CPU,
 leaving checkpoint.npz, metrics.json (test NLL), curves.png (learning curves) and
 samples.png in runs/main.
 
