@@ -70,3 +70,14 @@ def test_benchmark_runner_writes_a_row_per_model_with_medians_and_spread(tmp_pat
     fast = rows[0]["fast"]
     assert fast["processes"] == 2 and fast["lo"] <= fast["hi"] and fast["ms"] > 0
     assert rows[0]["bound_ms"] > 0 and rows[0]["gemm_gflops"] > 0
+
+
+@pytest.mark.parametrize("model", ["pixelcnn", "diagonal"])
+def test_sampling_row_times_both_samplers_and_checks_they_draw_the_same(model):
+    """The sampling row (warm-up, cached timed 3 times, naive once) runs and reports the
+    two samplers' times and whether they drew the same images (they must)."""
+    bench = load("benchmark")
+    row = bench.sampling_times(dict(kind="sampling", model=model, setting=list(bench.SMOKE)[0],
+                                    n=2, size=5))
+    assert row["same"] is True
+    assert row["cached_s"] > 0 and row["naive_s"] > 0
