@@ -1,7 +1,9 @@
 """The Diagonal LSTM's directions as one op: input-to-state product, skew, scan, unskew.
 
 The fast twin of DiagonalLSTM.forward (minipixel/layers/diagonal_bilstm.py) for
-D = 1 or 2 directions at once; equal to it, forward and every gradient (tested).
+D = 1 or 2 directions at once (``diagonal_lstm``), and of DiagonalBiLSTMLayer.hidden,
+l2r + shift_down(r2l), with the combination inside the op (``diagonal_bilstm``);
+equal to them, forward and every gradient (tested).
 
 Notation: N batch, C = 2h input maps, h hidden units, G = 4h, H x W image,
 S = H + W - 1 skewed columns (the scan's steps, scan_core.py), L = H rows.
