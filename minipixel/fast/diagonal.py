@@ -95,7 +95,7 @@ def diagonal_bilstm(x, weight, mask, bias, k_ss, h0, c0, offsets, shift):
         raise ValueError(f"diagonal_bilstm: two directions expected, got bias {bias.shape}")
     out, backward = directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (2, H, W, h, N)
     H = out.shape[1]
-    y = out[0].copy()
+    y = out[0]                                           # out is this op's own: add in place
     y[shift:] += out[1][:H - shift]
 
     def combined_backward(grad):

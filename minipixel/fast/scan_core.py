@@ -45,6 +45,7 @@ gradient of each row read from step s-1 goes back to the row it came from:
 dropped for padding, summed into row b_{s-1} for the rows below it.
 """
 import functools
+import itertools
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class RowMap:
         if r1 > r0:
             d4[:, :, r0:r1] = s4[:, :, -1:]
 
-    def scatter_add(self, dsrc, ddst, N, xp):
+    def scatter_add(self, dsrc, ddst, N):
         """The adjoint of gather: dsrc (D, k, Rp*N) += ddst (D, k, R*N) by the segments."""
         D, k = ddst.shape[:2]
         d4, s4 = ddst.reshape(D, k, -1, N), dsrc.reshape(D, k, -1, N)
@@ -96,12 +97,10 @@ class RowMap:
 class Blocks:
     """One flat buffer holding a (D, k, w_s) block per step, each contiguous."""
 
-    def __init__(self, widths, D, k, dtype, xp, zero=False):
-        starts = [0]
-        for w in widths:
-            starts.append(starts[-1] + D * k * w)
-        self.flat = (xp.zeros if zero else xp.empty)(starts[-1], dtype=dtype)
-        self.blocks = [self.flat[lo:hi].reshape(D, k, w)
+    def __init__(self, widths, D, k, dtype, xp):
+        starts = [0, *itertools.accumulate(D * k * w for w in widths)]
+        flat = xp.empty(starts[-1], dtype=dtype)
+        self.blocks = [flat[lo:hi].reshape(D, k, w)
                        for lo, hi, w in zip(starts, starts[1:], widths)]
 
     def __getitem__(self, s):
@@ -116,7 +115,7 @@ def plan(offsets, rows, L, N):
     if any(abs(o) > 1 for o in offsets):
         raise ValueError(f"ScanCore: tap offsets must lie in -1..1, got {offsets}")
     widths = [(b - a + 1) * N for a, b in rows]
-    ends = [sum(widths[:s + 1]) for s in range(len(rows))]
+    ends = list(itertools.accumulate(widths))
     spans = [(e - w, e) for e, w in zip(ends, widths)]
     prev = [(0, L - 1)] + list(rows[:-1])                      # before step 0: every row
     tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
@@ -132,17 +131,18 @@ class ScanCore:
     ``core.gate_scale`` (k = -1 for i, f, o and -2 for g, the in-place cell's exp form;
     fold it into the input weights and bias); then
     ``forward(k_ss, h0, c0)`` -> the h blocks; ``backward(g)`` with g the gradient of
-    each h block (a ``core.blocks(h)``) -> d act blocks, d k_ss, d h0, d c0."""
+    each h block (a ``core.blocks(h)``) -> d act (D, G, columns: the steps side by side,
+    step s in ``spans[s]``), d k_ss, d h0, d c0."""
 
     def __init__(self, offsets, rows, L, N, D, G, dtype, xp):
-        self.offsets, self.rows, self.L, self.N, self.D, self.G = tuple(offsets), rows, L, N, D, G
+        self.offsets, self.L, self.N, self.D, self.G = tuple(offsets), L, N, D, G
         self.n, self.dtype, self.xp = G // 4, dtype, xp
         self.widths, self.spans, self.tap_maps, self.c_maps = plan(self.offsets, tuple(rows), L, N)
         self.act = self.blocks(G)
         self.gate_scale = fused_cell.exp_gate_scale(xp, self.n, dtype)        # k (G, 1)
 
-    def blocks(self, k, zero=False):
-        return Blocks(self.widths, self.D, k, self.dtype, self.xp, zero)
+    def blocks(self, k):
+        return Blocks(self.widths, self.D, k, self.dtype, self.xp)
 
     def forward(self, k_ss, h0, c0):
         """k_ss (D, G, h, KH, KW) with KH * KW = T taps in the offsets' order; h0, c0 (D, h)."""
@@ -153,13 +153,13 @@ class ScanCore:
         self.K_T = xp.ascontiguousarray(K_taps.transpose(0, 2, 1))             # (D, T*h, G)
         self.k_shape = k_ss.shape
         K_taps = K_taps * self.gate_scale                   # the cell's k folded in (z = k pre)
-        self.h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
+        h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
         c_init = xp.broadcast_to(c0[:, :, None], (D, n, self.L * N))
         self.h, self.c, self.tc = self.blocks(n), self.blocks(n), self.blocks(n)
         self.c_in = self.blocks(n)
         self.taps = xp.empty((D, T * n, self.spans[-1][1]), dtype=dt)    # the steps side by side
         Y, tmp = xp.empty(D * G * w_max, dtype=dt), xp.empty(D * n * w_max, dtype=dt)
-        h_prev, c_prev = self.h_init, c_init
+        h_prev, c_prev = h_init, c_init
         with np.errstate(over="ignore"):                   # exp(z) = inf: a gate at its limit 0
             for step in range(len(self.widths)):
                 h_prev, c_prev = self.step(step, K_taps, h_prev, c_prev, Y, tmp)
@@ -187,12 +187,12 @@ class ScanCore:
         T, w_max = len(self.offsets), max(self.widths + (self.L * N,))
         dact_all = xp.empty((D, G, self.spans[-1][1]), dtype=dt)
         dact_buf = xp.empty(D * G * w_max, dtype=dt)
-        scratch = [xp.empty(D * n * w_max, dtype=dt) for _ in range(4)]
+        # d h and d c of step s (cur) and of step s-1 (prev): two pairs of buffers, swapped
+        cur, prev = [[xp.empty(D * n * w_max, dtype=dt) for _ in range(2)] for _ in range(2)]
         tmp, tmp_g = xp.empty(D * n * w_max, dtype=dt), xp.empty(D * G * w_max, dtype=dt)
         dtaps_buf = xp.empty(D * T * n * w_max, dtype=dt)
         w_last = self.widths[-1]
-        dh = scratch[0][:D * n * w_last].reshape(D, n, w_last)       # step S-1: nothing from later
-        dc = scratch[1][:D * n * w_last].reshape(D, n, w_last)
+        dh, dc = (b[:D * n * w_last].reshape(D, n, w_last) for b in cur)   # step S-1: nothing later
         dh[...] = 0
         dc[...] = 0
         for step in reversed(range(len(self.widths))):
@@ -210,15 +210,14 @@ class ScanCore:
             dtaps = dtaps_buf[:D * T * n * w].reshape(D, T * n, w)
             xp.matmul(self.K_T, dact, out=dtaps)
             # 3. the rows step s read from step s-1 get their gradient back
-            dh_prev = scratch[2][:D * n * w_prev].reshape(D, n, w_prev)
-            dc_prev = scratch[3][:D * n * w_prev].reshape(D, n, w_prev)
+            dh_prev, dc_prev = (b[:D * n * w_prev].reshape(D, n, w_prev) for b in prev)
             dh_prev[...] = 0
             dc_prev[...] = 0
             for t, row_map in enumerate(self.tap_maps[step]):
-                row_map.scatter_add(dh_prev, dtaps[:, t * n:(t + 1) * n], N, xp)
-            self.c_maps[step].scatter_add(dc_prev, dc, N, xp)
+                row_map.scatter_add(dh_prev, dtaps[:, t * n:(t + 1) * n], N)
+            self.c_maps[step].scatter_add(dc_prev, dc, N)
             dh, dc = dh_prev, dc_prev
-            scratch[0], scratch[1], scratch[2], scratch[3] = scratch[2], scratch[3], scratch[0], scratch[1]
+            cur, prev = prev, cur
         # K_ss's gradient, every step at once: sum over steps of d pre_s @ taps_s^T
         dK = dact_all @ self.taps.transpose(0, 2, 1)                        # (D, G, T*h)
         dK = dK.reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(self.k_shape)
