@@ -18,7 +18,10 @@ model, setting and thread count:
 
 - the median step over all processes' timed steps, and the spread: the lowest
   and highest of the per-process medians;
-- fast: minipixel's default path; paper: the paper path (fast=False, the layers
+- fast: minipixel's default path, one Python thread (BLAS at the thread count);
+  workers (at 2+ threads): the same, with each batch split across that many threads
+  (minipixel.parallel; Trainer(workers=...), `--threads`), BLAS single-threaded in
+  each; paper: the paper path (fast=False, the layers
   written from engine ops); torch: the PyTorch peer (demos/torch_peer.py: what a
   competent PyTorch user writes; eager, masked weights multiplied in each
   forward); oracle (--oracle): the cross-check oracle's port
@@ -87,10 +90,21 @@ def images_for(cfg, size, seed=0):
     return rng.integers(0, cfg["levels"], size=(BATCH, cfg["channels"], size, size))
 
 
-def minipixel_step_fn(cfg, images, device="cpu", fast=True):
+def minipixel_step_fn(cfg, images, device="cpu", fast=True, workers=1):
+    """A minipixel training step; workers > 1: the batch split across that many threads
+    (minipixel.parallel, as Trainer(workers=...) and `--threads` do)."""
     model = build(**cfg, seed=0, dtype=np.float32, fast=fast).to(device)
     images = to_device(images, device)
     opt = RMSProp(model.parameters(), lr=LR)
+    if workers > 1:
+        from minipixel.parallel import BatchWorkers
+        split = BatchWorkers(workers)
+
+        def step():
+            opt.zero_grad()
+            split.loss_and_backward(model, images)
+            opt.step()
+        return step, model
 
     def step():
         opt.zero_grad()
@@ -195,7 +209,8 @@ def worker(job):
         keep_host_memory()
     cfg, size = config(job["model"], job["setting"])
     images = images_for(cfg, size)
-    step, net = minipixel_step_fn(cfg, images, fast=job["kind"] != "paper")
+    step, net = minipixel_step_fn(cfg, images, fast=job["kind"] != "paper",
+                                  workers=job["threads"] if job["kind"] == "workers" else 1)
     if job["kind"] in ("torch", "oracle"):
         step = torch_step_fn(cfg, images, net, oracle=job["kind"] == "oracle")
     del net
@@ -246,8 +261,9 @@ def sampling_times(job):
 def spawn(job, pythonpath=None):
     """Run worker(job) in a fresh process with the job's thread count; its result."""
     env = dict(os.environ)
+    blas = 1 if job["kind"] == "workers" else job.get("threads", 1)    # its threads: workers
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(job.get("threads", 1))
+        env[var] = str(blas)
     paths = [pythonpath or ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
@@ -272,7 +288,9 @@ def orchestrate(args, kinds, settings, models):
     print(f"{os.cpu_count()} cores; batch {BATCH}; float32; per framework {args.processes} "
           f"processes x {args.reps} timed steps (after {args.warmup} warm-up), interleaved; "
           f"ms: median step [lowest..highest process median]", flush=True)
+    all_kinds = kinds
     for threads in args.threads:
+        kinds = [k for k in all_kinds if threads > 1 or k != "workers"]
         for setting in settings:
             for model in models:
                 jobs = {k: dict(kind=k, model=model, setting=setting, threads=threads,
@@ -295,9 +313,11 @@ def orchestrate(args, kinds, settings, models):
                            gemm_gflops=2 * rate / 1e9, bound_ms=bound)
                 for k in kinds:
                     row[k] = summarize(results[k])
-                if "torch" in row:
-                    row["fast_over_torch"] = row["fast"]["ms"] / row["torch"]["ms"]
-                row["fast_over_bound"] = row["fast"]["ms"] / bound
+                for k in ("fast", "workers"):
+                    if k in row and "torch" in row:
+                        row[f"{k}_over_torch"] = row[k]["ms"] / row["torch"]["ms"]
+                    if k in row:
+                        row[f"{k}_over_bound"] = row[k]["ms"] / bound
                 rows.append(row)
                 print_row(row, kinds)
     return rows
@@ -308,10 +328,12 @@ def print_row(row, kinds):
     for k in kinds:
         r = row[k]
         parts.append(f"{k} {r['ms']:7.0f} [{r['lo']:.0f}..{r['hi']:.0f}] {r['peak_mb']:.0f}MB")
-    if "fast_over_torch" in row:
-        parts.append(f"fast/torch {row['fast_over_torch']:.2f}")
-    parts.append(f"bound {row['bound_ms']:.1f}ms ({row['gemm_gflops']:.0f} GFLOP/s) "
-                 f"fast/bound {row['fast_over_bound']:.1f}")
+    for k in ("fast", "workers"):
+        if f"{k}_over_torch" in row:
+            parts.append(f"{k}/torch {row[f'{k}_over_torch']:.2f}")
+    parts.append(f"bound {row['bound_ms']:.1f}ms ({row['gemm_gflops']:.0f} GFLOP/s) " + " ".join(
+        f"{k}/bound {row[f'{k}_over_bound']:.1f}" for k in ("fast", "workers")
+        if f"{k}_over_bound" in row))
     print(" | ".join(parts), flush=True)
 
 
@@ -400,6 +422,8 @@ def main(argv=None):
                     help="'default' (binary and rgb), 'binary', 'rgb', 'cifar' (the paper's "
                          "CIFAR-10 size: 12 layers, h=128), 'all', or 'smoke' (tiny: checks it runs)")
     ap.add_argument("--no-paper", action="store_true", help="do not time the paper path")
+    ap.add_argument("--no-workers", action="store_true",
+                    help="at 2+ threads, do not time minipixel's batch split across threads")
     ap.add_argument("--no-torch", action="store_true", help="time minipixel alone")
     ap.add_argument("--oracle", action="store_true",
                     help="also time the cross-check oracle's PyTorch port")
@@ -432,7 +456,8 @@ def main(argv=None):
         rows = in_process(args, settings, models, device)
     else:
         args.threads = [int(t) for t in args.threads.split(",")]
-        kinds = ["fast"] + ([] if args.no_paper else ["paper"]) + \
+        kinds = ["fast"] + ([] if args.no_workers else ["workers"]) + \
+            ([] if args.no_paper else ["paper"]) + \
             ([] if args.no_torch else ["torch"]) + (["oracle"] if args.oracle else []) + \
             (["base"] if args.baseline else [])
         rows = [] if args.sampling_only else orchestrate(args, kinds, settings, models)

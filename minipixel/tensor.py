@@ -16,28 +16,43 @@ How the engine works, in five lines:
   ``retain_graph=True``. A second backward through a released graph raises.
 """
 import contextlib
+import threading
 import weakref
 
 import numpy as np
 
 from . import backend
 
-_grad_enabled = True
+class _GradMode(threading.local):
+    enabled = True              # per thread: a new thread starts with recording on
+
+
+_grad_mode = _GradMode()
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Record no graph inside this block (evaluation, sampling, updates)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    """Record no graph inside this block (evaluation, sampling, updates); this thread only."""
+    previous, _grad_mode.enabled = _grad_mode.enabled, False
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _grad_mode.enabled = previous
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    return _grad_mode.enabled
+
+
+@contextlib.contextmanager
+def grad_mode(enabled):
+    """Record a graph in this block or not, as `enabled` says (to carry a thread's mode into
+    a worker thread); this thread only."""
+    previous, _grad_mode.enabled = _grad_mode.enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
 
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -122,43 +137,9 @@ class Tensor:
         calls (zero them with ``Optimizer.zero_grad``). The graph is released
         afterwards unless ``retain_graph``; backward through it again raises.
         """
-        if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad "
-                               "(no input had requires_grad=True, or it was made under no_grad)")
-        if grad is None:
-            if self.size != 1:
-                raise RuntimeError(f"backward() without a gradient needs a scalar output, "
-                                   f"got shape {self.shape}")
-            grad = self.xp.ones_like(self.data)
-        grad = grad.data if isinstance(grad, Tensor) else grad
-        if grad.shape != self.shape:
-            raise ValueError(f"gradient shape {grad.shape} does not match output shape {self.shape}")
-
-        root = self.node()
-        grads = {id(root): grad}
-        order = _toposort(root)
-        if any(node.released for node in order):
-            # Not only the root: a new graph built on a released intermediate (h = f(x);
-            # loss1.backward(); loss2 = g(h); loss2.backward()) would otherwise stop at h
-            # silently, as if h were a leaf, and x would miss loss2's gradient.
-            raise RuntimeError("backward() through a graph that was already released; "
-                               "pass retain_graph=True to the first backward() to run it twice, "
-                               "or detach() the reused tensor")
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if node.leaf is not None:           # a leaf: keep the sum
-                leaf = node.leaf()
-                if g is not None and leaf is not None:   # a fresh, writable array of its own
-                    leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
-                continue
-            if g is not None:
-                for parent, pg in zip(node.parents, node.backward(g)):
-                    if pg is None or parent is None:
-                        continue
-                    key = id(parent)
-                    grads[key] = pg if key not in grads else grads[key] + pg
-            if not retain_graph:
-                node.parents, node.backward, node.released = (), None, True
+        def add_to_leaf(leaf, g):             # a fresh, writable array of its own
+            leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
+        _backprop(self, grad, retain_graph, add_to_leaf, "backward()")
 
     def node(self):
         """This tensor's graph node (a leaf node is made on first use); None if no grad."""
@@ -169,6 +150,60 @@ class Tensor:
     # The Python operators (a + b, a @ b, t.sum(), t.reshape(...), ...) are the ops of
     # minipixel/ops, attached to this class by minipixel/ops/operators.py: this module
     # imports no op, and the ops import it (one direction, no cycle).
+
+
+def gradients(output, leaves, grad=None, retain_graph=False):
+    """d(output)/d(leaf) for each of `leaves`, as arrays (None where output does not
+    depend on a leaf), leaving every ``.grad`` as it is: backward() into a list of one's
+    own, so that threads working on parts of one batch keep their gradients apart."""
+    found = {id(leaf): None for leaf in leaves}
+
+    def keep(leaf, g):
+        if id(leaf) in found:
+            found[id(leaf)] = g.copy() if found[id(leaf)] is None else found[id(leaf)] + g
+    _backprop(output, grad, retain_graph, keep, "gradients()")
+    return [found[id(leaf)] for leaf in leaves]
+
+
+def _backprop(output, grad, retain_graph, to_leaf, what):
+    """The walk behind backward() and gradients(): each leaf's gradient goes to to_leaf."""
+    if not output.requires_grad:
+        raise RuntimeError(f"{what} on a tensor that does not require grad "
+                           "(no input had requires_grad=True, or it was made under no_grad)")
+    if grad is None:
+        if output.size != 1:
+            raise RuntimeError(f"{what} without a gradient needs a scalar output, "
+                               f"got shape {output.shape}")
+        grad = output.xp.ones_like(output.data)
+    grad = grad.data if isinstance(grad, Tensor) else grad
+    if grad.shape != output.shape:
+        raise ValueError(f"gradient shape {grad.shape} does not match output shape {output.shape}")
+
+    root = output.node()
+    grads = {id(root): grad}
+    order = _toposort(root)
+    if any(node.released for node in order):
+        # Not only the root: a new graph built on a released intermediate (h = f(x);
+        # loss1.backward(); loss2 = g(h); loss2.backward()) would otherwise stop at h
+        # silently, as if h were a leaf, and x would miss loss2's gradient.
+        raise RuntimeError("backward() through a graph that was already released; "
+                           "pass retain_graph=True to the first backward() to run it twice, "
+                           "or detach() the reused tensor")
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if node.leaf is not None:           # a leaf: keep the sum
+            leaf = node.leaf()
+            if g is not None and leaf is not None:
+                to_leaf(leaf, g)
+            continue
+        if g is not None:
+            for parent, pg in zip(node.parents, node.backward(g)):
+                if pg is None or parent is None:
+                    continue
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+        if not retain_graph:
+            node.parents, node.backward, node.released = (), None, True
 
 
 def _toposort(root):
@@ -213,7 +248,7 @@ def check_same(*tensors, op="op"):
 def record(data, parents, backward, op):
     """The output tensor of an op; remembers `backward` if any parent needs grad."""
     out = Tensor(data)
-    if _grad_enabled and any(p.requires_grad for p in parents):
+    if _grad_mode.enabled and any(p.requires_grad for p in parents):
         out.requires_grad = True
         out._node = Node(tuple(p.node() for p in parents), backward, op)
     return out

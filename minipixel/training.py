@@ -51,6 +51,7 @@ from .interrupts import deferred_interrupts, interrupts
 from .io import write_json
 from .layers.losses import bits_per_dim
 from .nn import OPTIMIZERS, clip_grad_norm, grad_norm, make_optimizer
+from .parallel import BatchWorkers
 from .progress import Progress
 from .tensor import no_grad
 
@@ -64,21 +65,30 @@ def epoch_permutation(seed, epoch, n):
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
-def evaluate_nll(model, images, batch_size=100, progress=False, desc="test"):
+def evaluate_nll(model, images, batch_size=100, progress=False, desc="test", workers=1):
     """Mean NLL of `images` under `model`: {"nats": per image, "bits_per_dim", "n"}.
-    The numbers may be non-finite (a diverged model); callers decide what that means."""
+    The numbers may be non-finite (a diverged model); callers decide what that means.
+    workers: threads that share each batch (a count, or a ``parallel.BatchWorkers``)."""
     n = len(images)
     if n == 0:
         raise ValueError("evaluate_nll: no images")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size < 1:
         raise ValueError(f"evaluate_nll: batch_size must be an integer >= 1, got {batch_size!r}")
+    own = not isinstance(workers, BatchWorkers)
+    workers = BatchWorkers(workers) if own else workers
+    workers.check_device(model)
     bar = Progress(-(-n // batch_size), desc, enabled=progress, unit="batch")
     total = 0.0
-    with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for i in range(0, n, batch_size):
-            total += float(model.nll(images[i:i + batch_size]).numpy().astype(np.float64).sum())
-            bar.update(1)
+    try:
+        with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for i in range(0, n, batch_size):
+                parts = workers.map(lambda part: model.nll(part).numpy(), images[i:i + batch_size])
+                total += float(np.concatenate(parts).astype(np.float64).sum())
+                bar.update(1)
+    finally:
+        if own:
+            workers.close()
     bar.close()
     nats = total / n
     return {"nats": nats, "bits_per_dim": float(bits_per_dim(nats, int(np.prod(images.shape[1:])))),
@@ -143,11 +153,15 @@ class Trainer:
     clip: global gradient-norm clipping threshold (None: off).
     max_steps: stop (with a checkpoint) once this many updates were made in all.
     on_step(trainer): called after every completed step (may raise KeyboardInterrupt).
+    workers: threads that share each batch, forward and backward (minipixel/parallel.py;
+    CPU only): a run setting, not saved in the checkpoint; the gradients equal the
+    unsplit batch's up to float rounding, and a given count repeats its run bit for bit.
     """
 
     def __init__(self, model, train_images, test_images, *, optimizer="adam", lr=None,
                  batch_size=16, epochs=1, seed=0, clip=None, out=None, max_steps=None,
-                 eval_batch_size=100, dataset=None, progress=True, log=print, on_step=None):
+                 eval_batch_size=100, dataset=None, progress=True, log=print, on_step=None,
+                 workers=1):
         for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0),
                                  ("seed", seed, 0), ("eval_batch_size", eval_batch_size, 1),
                                  ("max_steps", 1 if max_steps is None else max_steps, 1)):
@@ -160,6 +174,8 @@ class Trainer:
         if len(test_images) == 0:
             raise ValueError("no test images")
         self.model, self.train_images, self.test_images = model, train_images, test_images
+        self.workers = BatchWorkers(workers)
+        self.workers.check_device(model)
         self.optimizer = make_optimizer(optimizer, model.parameters(), lr)
         self.settings = dict(optimizer=optimizer, lr=self.optimizer.lr,
                              batch_size=int(batch_size), epochs=int(epochs), seed=int(seed),
@@ -266,15 +282,14 @@ class Trainer:
         TrainingDiverged if the loss, the gradient norm or an updated weight is not finite."""
         self.optimizer.zero_grad()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
-            loss = self.model.loss(batch)
-            loss.backward()
+            loss = self.workers.loss_and_backward(self.model, batch)
         params = self.model.parameters()
         clip = self.settings["clip"]
         norm = clip_grad_norm(params, clip) if clip else grad_norm(params)
         # One read from the device per step (on a GPU, the step's only synchronisation):
         # the loss, the gradient norm, and whether the weights the loss was computed with
         # (the previous update's) are finite; the last update's are checked by save().
-        value, norm, bad = read_scalars(loss.data, norm, nonfinite_count(params))
+        value, norm, bad = read_scalars(loss, norm, nonfinite_count(params))
         if bad:
             raise self._diverged("a weight became non-finite after the update")
         if not math.isfinite(value):
@@ -308,6 +323,8 @@ class Trainer:
             else:
                 kept = "; no checkpoint was written"
             raise TrainingDiverged(f"training diverged: {e}{kept}") from None
+        finally:
+            self.workers.close()            # its threads end; a later run() starts new ones
 
     def _run(self):
         s, B = self.state, self.settings["batch_size"]
@@ -339,7 +356,7 @@ class Trainer:
                 s["train_time_s"] += time.perf_counter() - t_mark
                 s["train_cpu_s"] += time.process_time() - c_mark
                 test = evaluate_nll(self.model, self.test_images, self.eval_batch_size,
-                                    progress=self.progress)
+                                    progress=self.progress, workers=self.workers)
                 if not math.isfinite(test["nats"]):
                     raise self._diverged(f"the test NLL is {test['nats']}")
                 t_mark, c_mark = time.perf_counter(), time.process_time()

@@ -28,6 +28,20 @@ def add_device(p):
                    help="where to compute (cuda needs CuPy and a GPU; default %(default)s)")
 
 
+def add_threads(p):
+    p.add_argument("--threads", type=POSITIVE, default=1, metavar="N",
+                   help="threads that share each batch on the CPU, each with single-threaded "
+                        "BLAS (default 1; the number of cores speeds up models with large "
+                        "arrays, such as PixelCNN, and helps a scan little)")
+
+
+def check_threads(args, dev):
+    if args.threads > 1 and dev != "cpu":
+        raise CLIError(f"--threads {args.threads} splits batches on the CPU; "
+                       f"on --device {dev} use 1")
+    return args.threads
+
+
 def add_paper_path(p):
     p.add_argument("--paper-path", action="store_true",
                    help="run the paper path (layers written from engine ops, minipixel/layers/) "

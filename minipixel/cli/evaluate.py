@@ -2,8 +2,9 @@
 import math
 
 from ..argtypes import POSITIVE
-from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path, check_fits,
-                     check_output, dataset_spec, device, load_data, load_model, spec_for_model)
+from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
+                     add_threads, check_fits, check_output, check_threads, dataset_spec, device,
+                     load_data, load_model, spec_for_model)
 
 
 def add_parser(sub):
@@ -18,6 +19,7 @@ def add_parser(sub):
     p.add_argument("--json", metavar="PATH", default=None,
                    help="also write the numbers to this JSON file")
     add_device(p)
+    add_threads(p)
     add_paper_path(p)
     p.set_defaults(run=run)
     return p
@@ -27,6 +29,7 @@ def run(args):
     from ..io import dumps_json, write_json
     from ..training import evaluate_nll
     dev = device(args.device)
+    check_threads(args, dev)
     if args.json:
         check_output(args.json, flag="--json")
     model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
@@ -35,7 +38,8 @@ def run(args):
     data = load_data(dataset_spec(args, base), splits=(args.split,))
     check_fits(model, data)
     images = data.test if args.split == "test" else data.train
-    result = evaluate_nll(model, images, args.batch_size, progress=True, desc=args.split)
+    result = evaluate_nll(model, images, args.batch_size, progress=True, desc=args.split,
+                          workers=args.threads)
     if not math.isfinite(result["nats"]):
         raise CLIError(f"the {args.split} NLL under {args.checkpoint} is {result['nats']} "
                        f"(its weights are finite, but its outputs overflow on these images)")

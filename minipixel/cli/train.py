@@ -22,8 +22,9 @@ from ..models import MODELS, PRESETS, build
 from ..nn import DEFAULT_LR, OPTIMIZERS
 from ..runlock import RunLock
 from ..training import Trainer, validate_train_state
-from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path, check_fits,
-                     check_output, dataset_spec, device, load_data, load_model)
+from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
+                     add_threads, check_fits, check_output, check_threads, dataset_spec, device,
+                     load_data, load_model)
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=5,
@@ -97,6 +98,7 @@ def add_parser(sub):
                         "instead of the exact cached one")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device(p)
+    add_threads(p)
     add_paper_path(p)
     p.set_defaults(run=run)
     return p
@@ -150,7 +152,7 @@ def _new_trainer(args, dev, log):
                       epochs=MAIN_JOB["epochs"] if args.epochs is None else args.epochs,
                       seed=args.seed or 0, clip=clip or None, dataset=spec,
                       max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
-                      progress=not args.no_progress, log=log)
+                      progress=not args.no_progress, log=log, workers=args.threads)
     return trainer, data
 
 
@@ -160,7 +162,7 @@ def _resumed_trainer(args, dev, log):
     if given:
         raise CLIError(f"with --resume the run's settings come from the checkpoint; "
                        f"drop {', '.join(given)} (only --epochs, --max-steps, --out, --device, "
-                       f"--samples and output flags may change)")
+                       f"--threads, --samples and output flags may change)")
     _, ckpt = load_model(args.resume)
     if args.paper_path:                   # the same parameters, in the same order
         ckpt.model = ckpt.model.variant(fast=False)
@@ -176,7 +178,8 @@ def _resumed_trainer(args, dev, log):
     try:
         trainer = Trainer.resume(ckpt, data.train, data.test, device=dev, epochs=args.epochs,
                                  max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
-                                 progress=not args.no_progress, log=log)
+                                 progress=not args.no_progress, log=log,
+                                 workers=args.threads)
     except ValueError as e:
         raise CLIError(f"cannot resume: {e}") from None
     return trainer, data
@@ -209,6 +212,7 @@ def run(args):
     """Check everything (flags, files, the output folder), lock the folder, then train."""
     t0, c0 = time.perf_counter(), time.process_time()
     dev = device(args.device)
+    check_threads(args, dev)
 
     def log(*a):
         print(*a, flush=True)
