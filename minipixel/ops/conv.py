@@ -140,7 +140,7 @@ def shifted_span(dy, dx, H, W):
 def zero_wrapped_columns(a, dx, W):
     """a (..., H * W): zero the columns whose source x + dx lies left or right of the row
     (in the flattened image it wrapped into the row above or below)."""
-    a = a.reshape(a.shape[:-1] + (-1, W))
+    a = a.reshape(a.shape[:-1] + (a.shape[-1] // W, W))
     if dx > 0:
         a[..., max(W - dx, 0):] = 0
     elif dx < 0:
