@@ -14,6 +14,11 @@ How the engine works, in five lines:
   there, so a node used twice gets the sum of both paths.
 - After backward the graph is released (closures dropped), unless
   ``retain_graph=True``. A second backward through a released graph raises.
+
+``gradients(output, leaves)`` is the same walk returning the leaves' gradients
+instead of adding them into ``.grad`` (threads sharing a model's parameters keep
+theirs apart: minipixel/parallel.py). Recording on or off (``no_grad``) is a
+setting of each thread.
 """
 import contextlib
 import threading
