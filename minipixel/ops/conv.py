@@ -15,10 +15,13 @@ T  kernel taps kept by the mask (T = KH * KW when there is no mask)
 
 im2col gathers, for each kept tap (i, j), the input's window at that tap
 xpad[:, :, i:i + OH, j:j + OW] into one matrix col of shape (C * T, Q), Q = N * OH * OW
-(one copy per tap, of rows of OW values); the convolution is then a single matrix
-product (OC, C * T) @ (C * T, Q), whose result is the output, channel-major and
-contiguous: no output is computed only to be thrown away, and the gradient needs no
-padding. A 1 x 1 conv without padding uses the input itself as col.
+(one copy per tap); the convolution is then a single matrix product
+(OC, C * T) @ (C * T, Q), whose result is the output, channel-major and contiguous:
+no output is computed only to be thrown away. A 1 x 1 conv without padding uses the
+input itself as col. The padded input xpad is notation: a same-size conv (OH, OW =
+H, W, the masked convs' padding) copies each window from the unpadded image as a shift
+of its flattened pixels and writes zeros where the window leaves the image, and its
+input gradient adds the shifted windows back the same way (see im2col).
 
 The bias rides in the product where col is made anyway (or is smaller than the
 output, a 1 x 1 conv to more maps than it reads): a row of ones at the end of col
