@@ -35,8 +35,9 @@ __all__ = ["BatchWorkers", "split_sizes"]
 
 
 def split_sizes(n, workers):
-    """Sizes of the parts of an n-image batch: min(n, workers) parts, within one of each other."""
-    k = min(n, workers)
+    """Sizes of the parts of an n-image batch: min(n, workers) parts (one if n = 0), within
+    one of each other."""
+    k = max(1, min(n, workers))
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 

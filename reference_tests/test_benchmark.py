@@ -62,14 +62,18 @@ def test_benchmark_runner_writes_a_row_per_model_with_medians_and_spread(tmp_pat
     out = tmp_path / "rows.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, os.path.join(ROOT, "demos", "benchmark.py"), "--settings",
-                    "smoke", "--models", "pixelcnn", "--threads", "1", "--processes", "2",
+                    "smoke", "--models", "pixelcnn", "--threads", "1,2", "--processes", "2",
                     "--reps", "1", "--warmup", "0", "--no-torch", "--no-paper", "--no-sampling",
                     "--json", str(out)], check=True, env=env, capture_output=True, timeout=300)
     rows = json.loads(out.read_text())
-    assert [(r["model"], r["threads"]) for r in rows] == [("pixelcnn", 1)]
-    fast = rows[0]["fast"]
-    assert fast["processes"] == 2 and fast["lo"] <= fast["hi"] and fast["ms"] > 0
-    assert rows[0]["bound_ms"] > 0 and rows[0]["gemm_gflops"] > 0
+    assert [(r["model"], r["threads"]) for r in rows] == [("pixelcnn", 1), ("pixelcnn", 2)]
+    for row in rows:
+        fast = row["fast"]
+        assert fast["processes"] == 2 and fast["lo"] <= fast["hi"] and fast["ms"] > 0
+        assert row["bound_ms"] > 0 and row["gemm_gflops"] > 0
+    # at 2 threads also the batch split across 2 threads (BLAS single-threaded in each)
+    assert "workers" not in rows[0] and rows[1]["workers"]["processes"] == 2
+    assert rows[1]["workers_over_bound"] == rows[1]["workers"]["ms"] / rows[1]["bound_ms"]
 
 
 @pytest.mark.parametrize("model", ["pixelcnn", "diagonal"])

@@ -17,11 +17,11 @@ from minipixel.tensor import gradients, is_grad_enabled
 from minipixel.training import Trainer, evaluate_nll
 
 
-@given(st.integers(1, 200), st.integers(1, 9))
+@given(st.integers(0, 200), st.integers(1, 9))
 def test_split_sizes_cover_the_batch_in_near_equal_parts(n, workers):
     sizes = split_sizes(n, workers)
-    assert sum(sizes) == n and len(sizes) == min(n, workers)
-    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    assert sum(sizes) == n and len(sizes) == max(1, min(n, workers))
+    assert min(sizes) >= min(n, 1) and max(sizes) - min(sizes) <= 1
 
 
 def whole_and_split(model, images, workers):
