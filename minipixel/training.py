@@ -154,8 +154,9 @@ class Trainer:
     max_steps: stop (with a checkpoint) once this many updates were made in all.
     on_step(trainer): called after every completed step (may raise KeyboardInterrupt).
     workers: threads that share each batch, forward and backward (minipixel/parallel.py;
-    CPU only): a run setting, not saved in the checkpoint; the gradients equal the
-    unsplit batch's up to float rounding, and a given count repeats its run bit for bit.
+    CPU only): a setting of this run (in metrics.json), not of the checkpoint; the
+    gradients equal the unsplit batch's up to float rounding, and a given count repeats
+    its run bit for bit (a run resumed with another count goes on at rounding distance).
     """
 
     def __init__(self, model, train_images, test_images, *, optimizer="adam", lr=None,
@@ -218,6 +219,7 @@ class Trainer:
                 "global_step": self.state["global_step"],
                 "train_time_s": round(self.state["train_time_s"], 2),
                 "train_cpu_s": round(self.state.get("train_cpu_s", 0.0), 2),
+                "workers": self.workers.workers,       # this run's; the bits depend on it
                 "test_nll_nats": last.get("test_nll_nats"),
                 "test_bits_per_dim": last.get("test_bits_per_dim"),
                 "history": self.state["history"], "checkpoint": self.checkpoint_path}

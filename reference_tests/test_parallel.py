@@ -1,6 +1,7 @@
 """A batch split across threads (minipixel/parallel.py) gives the whole batch's loss and
 gradients; a given worker count repeats its run bit for bit; errors, error modes and
 grad modes cross into the worker threads."""
+import json
 import subprocess
 import sys
 import threading
@@ -175,6 +176,22 @@ def test_evaluate_nll_with_workers_equals_one_thread(digits):
     one = evaluate_nll(model, digits.test, batch_size=5)
     three = evaluate_nll(model, digits.test, batch_size=5, workers=3)
     assert abs(one["nats"] - three["nats"]) <= 1e-12 * abs(one["nats"])
+
+
+def test_cli_threads_reach_the_trainer_and_match_one_thread(tmp_path):
+    """--threads 2 is not ignored: metrics.json says 2 workers, and the NLL is one thread's."""
+    nll = {}
+    for t in (1, 2):
+        out = tmp_path / f"t{t}"
+        subprocess.run([sys.executable, "-m", "minipixel", "train", "pixelcnn", "--h", "3",
+                        "--layers", "1", "--out-hidden", "4", "--epochs", "1", "--n-train", "20",
+                        "--n-test", "10", "--crop", "8", "--samples", "0", "--no-progress",
+                        "--threads", str(t), "--out", str(out)], check=True, capture_output=True,
+                       timeout=300, cwd=tmp_path)
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["workers"] == t
+        nll[t] = metrics["test_nll_nats"]
+    assert abs(nll[1] - nll[2]) <= 1e-4 * abs(nll[1])
 
 
 @pytest.mark.parametrize("argv,expected", [
