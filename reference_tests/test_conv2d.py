@@ -243,41 +243,6 @@ def test_gradients_of_a_larger_masked_conv_directional(device):
                                  n_directions=4)
 
 
-# ---- the same-size im2col -------------------------------------------------------------------
-
-@given(data=st.data())
-def test_same_size_im2col_equals_padded_windows_and_col2im_is_its_adjoint(data):
-    """A same-size conv gathers each tap as a shift of the flattened image, never padding
-    it: equal to the textbook windows of the padded input (shifts past the image's edge,
-    rows wrapping, one-pixel images included), and col2im is its exact adjoint."""
-    KH, KW = data.draw(st.integers(1, 7), label="KH"), data.draw(st.integers(1, 7), label="KW")
-    PT, PL = data.draw(st.integers(0, KH - 1), label="PT"), data.draw(st.integers(0, KW - 1), label="PL")
-    pads = (PT, KH - 1 - PT, PL, KW - 1 - PL)
-    H, W = data.draw(st.integers(1, 6), label="H"), data.draw(st.integers(1, 6), label="W")
-    C, N = data.draw(st.integers(1, 3), label="C"), data.draw(st.integers(1, 2), label="N")
-    every = [(i, j) for i in range(KH) for j in range(KW)]
-    taps = tuple(sorted(data.draw(st.sets(st.sampled_from(every), min_size=1), label="taps")))
-    ones = data.draw(st.booleans(), label="ones_row")
-    rng = np.random.default_rng(H * W * C)
-    x_t = rng.uniform(-1, 1, (C, N, H, W))
-    xpad = np.zeros((C, N, H + KH - 1, W + KW - 1))
-    xpad[:, :, PT:PT + H, PL:PL + W] = x_t
-    expected = np.stack([xpad[:, :, i:i + H, j:j + W] for i, j in taps], axis=1).reshape(C * len(taps), -1)
-    col = conv_module.im2col(x_t, taps, pads, H, W, ones_row=ones)
-    np.testing.assert_array_equal(col[:C * len(taps)], expected)
-    if ones:
-        np.testing.assert_array_equal(col[-1], 1.0)
-    d = rng.uniform(-1, 1, (C * len(taps), N * H * W))
-    back = conv_module.col2im(d.copy(), taps, pads, x_t.shape, H, W)
-    assert back.shape == x_t.shape
-    np.testing.assert_allclose(np.sum(back * x_t), np.sum(d * expected), rtol=1e-12, atol=1e-12)
-    for k in range(x_t.size):                 # and entry by entry: the gradient of each pixel
-        e = np.zeros(x_t.size)
-        e[k] = 1.0
-        col_e = conv_module.im2col(e.reshape(x_t.shape), taps, pads, H, W)
-        assert abs(back.reshape(-1)[k] - np.sum(d * col_e)) <= 1e-12
-
-
 # ---- masks and kept taps -------------------------------------------------------------------
 
 def test_kept_taps_of_causal_masks():
@@ -300,8 +265,8 @@ def test_masked_conv_gathers_only_kept_taps(device, monkeypatch, K, include_cent
     seen = []
     real_im2col = conv_module.im2col
 
-    def spy(x_t, taps, padding, OH, OW, ones_row=False):
-        col = real_im2col(x_t, taps, padding, OH, OW, ones_row)
+    def spy(xpad_t, taps, OH, OW, ones_row=False):
+        col = real_im2col(xpad_t, taps, OH, OW, ones_row)
         seen.append((len(taps), col.shape))
         return col
     monkeypatch.setattr(conv_module, "im2col", spy)

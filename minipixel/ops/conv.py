@@ -15,13 +15,10 @@ T  kernel taps kept by the mask (T = KH * KW when there is no mask)
 
 im2col gathers, for each kept tap (i, j), the input's window at that tap
 xpad[:, :, i:i + OH, j:j + OW] into one matrix col of shape (C * T, Q), Q = N * OH * OW
-(one copy per tap); the convolution is then a single matrix product
-(OC, C * T) @ (C * T, Q), whose result is the output, channel-major and contiguous:
-no output is computed only to be thrown away. A 1 x 1 conv without padding uses the
-input itself as col. The padded input xpad is notation: a same-size conv (OH, OW =
-H, W, the masked convs' padding) copies each window from the unpadded image as a shift
-of its flattened pixels and writes zeros where the window leaves the image, and its
-input gradient adds the shifted windows back the same way (see im2col).
+(one copy per tap, of rows of OW values); the convolution is then a single matrix
+product (OC, C * T) @ (C * T, Q), whose result is the output, channel-major and
+contiguous: no output is computed only to be thrown away, and the gradient needs no
+padding. A 1 x 1 conv without padding uses the input itself as col.
 
 The bias rides in the product where col is made anyway (or is smaller than the
 output, a 1 x 1 conv to more maps than it reads): a row of ones at the end of col
@@ -57,97 +54,39 @@ def kept_taps(mask, KH, KW):
     return tuple((int(i), int(j)) for i, j in zip(*np.nonzero(used)))
 
 
-def is_pointwise(taps, padding, OH, OW, H, W):
-    """A 1 x 1 conv (or one tap kept) reading the unpadded input in place: col is the input."""
-    PT, _, PL, _ = padding
-    return tuple(taps) == ((0, 0),) and (OH, OW) == (H, W) and PT == PL == 0
+def is_pointwise(taps, OH, OW, Hp, Wp):
+    """A 1 x 1 conv without padding: the input is col as it is."""
+    return tuple(taps) == ((0, 0),) and (OH, OW) == (Hp, Wp)
 
 
-def im2col(x_t, taps, padding, OH, OW, ones_row=False):
-    """(C, N, H, W) input, channel-major and contiguous, with zero padding (PT, PB, PL, PR)
-    ->  col (C * T, N * OH * OW), one row per (channel, tap): the padded input's window at
-    that tap; with ones_row, one more row of ones at the end (the bias's).
-
-    A same-size conv (OH, OW = H, W: the masked convs' "same" padding) never builds the
-    padded input: in the flattened image (p = y * W + x) the window at tap (i, j) is the
-    image shifted by s = (i - PT) * W + (j - PL), so each tap is one copy of a contiguous
-    run per (channel, image), and zeros where the shifted position left the image
-    (rows above or below it, and the |j - PL| columns that wrapped into the next row)."""
-    xp = get_array_module(x_t)
-    C, N, H, W = x_t.shape
-    PT, PB, PL, PR = padding
+def im2col(xpad_t, taps, OH, OW, ones_row=False):
+    """(C, N, Hp, Wp) padded input, channel-major  ->  col (C * T, N * OH * OW), one row
+    per (channel, tap): the input's window at that tap, one copy per tap; with
+    ones_row, one more row of ones at the end (C * T + 1 rows: the bias's)."""
+    xp = get_array_module(xpad_t)
+    C, N, Hp, Wp = xpad_t.shape
     T, Q = len(taps), N * OH * OW
-    if is_pointwise(taps, padding, OH, OW, H, W) and not ones_row:
-        return x_t.reshape(C, Q)
-    col = xp.empty((C * T + ones_row, Q), dtype=x_t.dtype)
-    if (OH, OW) == (H, W):
-        windows, image = col[:C * T].reshape(C, T, N, H * W), x_t.reshape(C, N, H * W)
-        for t, (i, j) in enumerate(taps):
-            lo, hi, s = shifted_span(i - PT, j - PL, H, W)
-            window = windows[:, t]
-            if hi > lo:
-                window[..., lo:hi] = image[..., lo + s:hi + s]
-            if lo > 0:
-                window[..., :lo] = 0
-            if hi < H * W:
-                window[..., max(hi, lo):] = 0
-            zero_wrapped_columns(window, j - PL, W)
-    else:
-        xpad_t = xp.zeros((C, N, H + PT + PB, W + PL + PR), dtype=x_t.dtype)
-        xpad_t[:, :, PT:PT + H, PL:PL + W] = x_t
-        windows = col[:C * T].reshape(C, T, N, OH, OW)
-        for t, (i, j) in enumerate(taps):
-            windows[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
+    if is_pointwise(taps, OH, OW, Hp, Wp) and not ones_row:
+        return xpad_t.reshape(C, Q)
+    col = xp.empty((C * T + ones_row, Q), dtype=xpad_t.dtype)
+    windows = col[:C * T].reshape(C, T, N, OH, OW)
+    for t, (i, j) in enumerate(taps):
+        windows[:, t] = xpad_t[:, :, i:i + OH, j:j + OW]
     if ones_row:
         col[C * T] = 1
     return col
 
 
-def col2im(dcol, taps, padding, shape, OH, OW):
-    """Adjoint of im2col: dcol (C * T, N * OH * OW)  ->  dx_t (C, N, H, W) = `shape`, each
-    tap's window added back where it was read (padding dropped). dcol is overwritten."""
+def col2im(dcol, taps, C, N, Hp, Wp, OH, OW):
+    """Adjoint of im2col: (C * T, N * OH * OW)  ->  (C, N, Hp, Wp), one window per tap."""
     xp = get_array_module(dcol)
-    C, N, H, W = shape
-    PT, PB, PL, PR = padding
-    if is_pointwise(taps, padding, OH, OW, H, W):
-        return dcol.reshape(C, N, H, W)
-    if (OH, OW) == (H, W):
-        dwin = dcol.reshape(C, len(taps), N, H * W)
-        shifts = [(i - PT, j - PL) for i, j in taps]
-        # the unshifted tap's window, if any, is the sum's first term in place (no zeros)
-        first = shifts.index((0, 0)) if (0, 0) in shifts else None
-        dx_t = dwin[:, first] if first is not None else xp.zeros((C, N, H * W), dcol.dtype)
-        for t, (dy, dx) in enumerate(shifts):
-            if t == first:
-                continue
-            lo, hi, s = shifted_span(dy, dx, H, W)
-            window = dwin[:, t]
-            zero_wrapped_columns(window, dx, W)            # read from outside the row
-            if hi > lo:
-                dx_t[..., lo + s:hi + s] += window[..., lo:hi]
-        return dx_t.reshape(C, N, H, W)
+    if is_pointwise(taps, OH, OW, Hp, Wp):
+        return dcol.reshape(C, N, Hp, Wp)
     dcol = dcol.reshape(C, len(taps), N, OH, OW)
-    dxpad_t = xp.zeros((C, N, H + PT + PB, W + PL + PR), dtype=dcol.dtype)
+    dxpad_t = xp.zeros((C, N, Hp, Wp), dtype=dcol.dtype)
     for t, (i, j) in enumerate(taps):
         dxpad_t[:, :, i:i + OH, j:j + OW] += dcol[:, t]
-    return dxpad_t[:, :, PT:PT + H, PL:PL + W]
-
-
-def shifted_span(dy, dx, H, W):
-    """For the image shifted by (dy, dx) in flattened form: the positions [lo, hi) whose
-    source p + s, s = dy * W + dx, lies in the image (hi <= lo: none), and s."""
-    s = dy * W + dx
-    return max(0, -s), min(H * W, H * W - s), s
-
-
-def zero_wrapped_columns(a, dx, W):
-    """a (..., H * W): zero the columns whose source x + dx lies left or right of the row
-    (in the flattened image it wrapped into the row above or below)."""
-    a = a.reshape(a.shape[:-1] + (a.shape[-1] // W, W))
-    if dx > 0:
-        a[..., max(W - dx, 0):] = 0
-    elif dx < 0:
-        a[..., :min(-dx, W)] = 0
+    return dxpad_t
 
 
 def tap_weights(w, mask, taps):
@@ -206,11 +145,14 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
 
     # Forward: weights of kept taps (OC, C * T) @ col (C * T, N * OH * OW).
     w_flat, m_taps = tap_weights(w.data, mask, taps)
-    x_t = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))       # (C, N, H, W)
-    pads = (PT, PB, PL, PR)
+    if PT or PB or PL or PR:
+        xpad_t = xp.zeros((C, N, Hp, Wp), dtype=x.dtype)
+        xpad_t[:, :, PT:PT + H, PL:PL + W] = x.data.transpose(1, 0, 2, 3)
+    else:
+        xpad_t = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))
     CT = w_flat.shape[1]
-    fold = b is not None and (not is_pointwise(taps, pads, OH, OW, H, W) or OC > C)
-    col = im2col(x_t, taps, pads, OH, OW, ones_row=fold)           # (C*T [+ 1], N*OH*OW)
+    fold = b is not None and (not is_pointwise(taps, OH, OW, Hp, Wp) or OC > C)
+    col = im2col(xpad_t, taps, OH, OW, ones_row=fold)               # (C*T [+ 1], N*OH*OW)
     w_mat = xp.concatenate([w_flat, b.data[:, None]], axis=1) if fold else w_flat
     out = (w_mat @ col).reshape(OC, N, OH, OW)
     if b is not None and not fold:
@@ -227,11 +169,12 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
         if need_w:                      # [dW | db] = g @ col^T, kept taps only, masked
             dw_mat = g_flat @ col.T
             dw = tap_weights_grad(dw_mat[:, :CT], m_taps, taps, w.shape)
-        if need_x:                      # dx = col2im(W^T @ g), padding dropped
+        if need_x:                      # dx = col2im(W^T @ g), padding cropped
             # With one output channel W^T @ g is an outer product, which NumPy's matmul
             # runs in a slow loop (10x); the broadcast product gives the same numbers.
             dcol = w_flat.T * g_flat if OC == 1 else w_flat.T @ g_flat
-            dx = col2im(dcol, taps, pads, x_t.shape, OH, OW).transpose(1, 0, 2, 3)
+            dxpad_t = col2im(dcol, taps, C, N, Hp, Wp, OH, OW)
+            dx = dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3)
         if b is not None:
             db = dw_mat[:, CT] if fold and need_w else g_flat.sum(axis=1)
         return dx, dw, db
