@@ -41,7 +41,10 @@ The backward runs the steps in reverse on the same buffers (backpropagation thro
 time): the gradient reaching a padding slot's h is dropped, as h is held at zero
 there, so the padding slots' cells get none. The gradient of the stacked weight
 [w_taps | bias | K_ss] is one batched product over all rows after the loop,
-sum_r d pre_r @ z_r^T; the input's goes through col's adjoint.
+sum_r d pre_r @ z_r^T; the input's goes through col's adjoint. To make these one
+matrix product each, z and d pre are kept row-minor: z (C*T + 1 + 3h, H, P) holds
+z_r at z[:, r] and d pre (G, H, P) holds d pre_r at [:, r], so that over all rows
+they are the matrices (., H * P) side by side.
 """
 import numpy as np
 
@@ -78,11 +81,12 @@ class RowScan:
         return a[..., ::self.W + 1]
 
     def forward(self, z, weight, h0, c0):
-        """z (S, R, P): each row's stacked input, the last 3h rows (taps_r) written
-        here, the rest given; weight (G, R) = [w_taps | bias | K_ss], K_ss's columns
-        ordered (t, k); h0, c0 (h,)  ->  hs (S + 1, h, P): hs[r + 1] = h_r, hs[0] = h_{-1}."""
+        """z (R, S, P): each row's stacked input z_r = z[:, r], the last 3h rows (taps_r)
+        written here, the rest given; weight (G, R) = [w_taps | bias | K_ss], K_ss's
+        columns ordered (t, k); h0, c0 (h,)  ->  hs (S + 1, h, P): hs[r + 1] = h_r,
+        hs[0] = h_{-1}."""
         xp = self.xp
-        S, R, P = z.shape
+        R, S, P = z.shape
         G, n, T, dt = weight.shape[0], weight.shape[0] // 4, len(STATE_SHIFTS), z.dtype
         self.K_T = xp.ascontiguousarray(weight[:, R - T * n:].T)       # (T * h, G)
         weight_k = weight * fused_cell.exp_gate_scale(xp, n, dt)   # the cell takes k * pre
@@ -93,14 +97,14 @@ class RowScan:
         hs[0] = h0[:, None]
         self.pads(hs[0])[...] = 0
         cs[0] = c0[:, None]
-        taps = z[:, R - T * n:].reshape(S, T, n, P)
+        taps = z[R - T * n:].reshape(T, n, S, P)
         taps[...] = 0                                    # beyond either end: stays zero
         tmp = xp.empty((1, n, P), dtype=dt)
         with np.errstate(over="ignore"):                # exp(z) = inf: a gate at its limit 0
             for r in range(S):
                 for t, shift in enumerate(STATE_SHIFTS):
-                    shifted_copy(taps[r, t], hs[r, 0], shift)
-                xp.matmul(weight_k, z[r], out=act[r, 0])               # k * pre_r
+                    shifted_copy(taps[t, :, r], hs[r, 0], shift)
+                xp.matmul(weight_k, z[:, r], out=act[r, 0])            # k * pre_r
                 fused_cell.lstm_cell_step(act[r], cs[r], cs[r + 1], tcs[r], hs[r + 1], tmp, xp)
                 self.pads(hs[r + 1])[...] = 0
         self.z, self.act, self.cs, self.tcs = z, act, cs, tcs
@@ -108,12 +112,12 @@ class RowScan:
 
     def backward(self, g):
         """g (S, h, P), the gradient of h_0..h_{S-1} (zero at the padding slots)
-        -> d pre (S, G, P), d weight (G, R), d h0 (h,), d c0 (h,)."""
+        -> d pre (G, S, P), d weight (G, R), d h0 (h,), d c0 (h,)."""
         xp = self.xp
         z, act, cs, tcs = self.z, self.act, self.cs, self.tcs
         S, _, G, P = act.shape
         n, T, dt = G // 4, len(STATE_SHIFTS), act.dtype
-        dpre = xp.empty((S, 1, G, P), dtype=dt)
+        dpre = xp.empty((G, S, P), dtype=dt)
         dh = xp.empty((1, n, P), dtype=dt)
         dh_prev = xp.zeros((1, n, P), dtype=dt)
         dc = xp.zeros((1, n, P), dtype=dt)
@@ -122,16 +126,16 @@ class RowScan:
         for r in reversed(range(S)):
             # 1. the cell: h_r gets gradient from the output and from row r + 1
             xp.add(g[r], dh_prev[0], out=dh[0])
-            fused_cell.lstm_cell_step_backward(dh, dc, act[r], cs[r], tcs[r], dpre[r], tmp,
-                                               tmp_g, xp)
+            fused_cell.lstm_cell_step_backward(dh, dc, act[r], cs[r], tcs[r], dpre[None, :, r],
+                                               tmp, tmp_g, xp)
             # 2. pre_r = ... + K_ss @ taps_r, taps_r shifted copies of h_{r-1}
-            xp.matmul(self.K_T, dpre[r, 0], out=Z.reshape(T * n, P))
+            xp.matmul(self.K_T, dpre[:, r], out=Z.reshape(T * n, P))
             dh_prev[...] = 0
             for t, shift in enumerate(STATE_SHIFTS):
                 shifted_copy_adjoint(dh_prev[0], Z[t], shift)
             self.pads(dh_prev)[...] = 0                # h is held at zero there
-        dpre = dpre[:, 0]
-        dweight = xp.matmul(dpre, z.transpose(0, 2, 1)).sum(axis=0)    # sum_r dpre_r z_r^T
+        R = z.shape[0]
+        dweight = dpre.reshape(G, S * P) @ z.reshape(R, S * P).T       # sum_r dpre_r z_r^T
         return dpre, dweight, dh_prev[0].sum(axis=1), dc[0].sum(axis=1)
 
 
@@ -165,13 +169,13 @@ def row_lstm(x, weight, mask, taps, bias, k_ss, h0, c0):
     # 1. each row's stacked input: K_is's taps of x, a row of ones (the bias), and room
     #    for the state taps; the stacked weight [w_taps | bias | K_ss]
     CT = C * T
-    z = xp.empty((H, CT + 1 + 3 * n, P), dtype=dt)
+    z = xp.empty((CT + 1 + 3 * n, H, P), dtype=dt)                # z_r = z[:, r]
     xr = to_rows(x.data, xp.empty((H, C, P + 2), dtype=dt))
-    col = z[:, :CT].reshape(H, C, T, P)
+    col = z[:CT].reshape(C, T, H, P)
     for t, (_, j) in enumerate(taps):
-        col[:, :, t] = xr[:, :, j:j + P]
+        col[:, t] = xr[:, :, j:j + P].transpose(1, 0, 2)
     del xr
-    z[:, CT] = 1
+    z[CT] = 1
     w_flat, m_taps = tap_weights(weight.data, mask, taps)                      # (G, C * T)
     k_taps = k_ss.data.reshape(G, n, 3).transpose(0, 2, 1).reshape(G, 3 * n)   # (t, k)
     stacked = xp.concatenate([w_flat, bias.data[:, None], k_taps], axis=1)
@@ -187,9 +191,9 @@ def row_lstm(x, weight, mask, taps, bias, k_ss, h0, c0):
         dw = tap_weights_grad(dstacked[:, :CT], m_taps, taps, weight.shape)
         db = dstacked[:, CT]
         dK = dstacked[:, CT + 1:].reshape(G, 3, n).transpose(0, 2, 1).reshape(k_ss.shape)
-        dcol = xp.matmul(xp.ascontiguousarray(w_flat.T), dpre).reshape(H, C, T, P)
+        dcol = (w_flat.T @ dpre.reshape(G, H * P)).reshape(C, T, H, P)
         dxr = xp.zeros((H, C, P + 2), dtype=dt)
         for t, (_, j) in enumerate(taps):
-            dxr[:, :, j:j + P] += dcol[:, :, t]
+            dxr[:, :, j:j + P] += dcol[:, t].transpose(1, 0, 2)
         return from_rows(dxr[:, :, 1:P + 1]), dw, db, dK, dh0, dc0
     return record(out, (x, weight, bias, k_ss, h0, c0), backward, "row_lstm")
