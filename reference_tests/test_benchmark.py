@@ -78,7 +78,7 @@ def test_benchmark_runner_writes_a_row_per_model_with_medians_and_spread(tmp_pat
 
 @pytest.mark.parametrize("model", ["pixelcnn", "diagonal"])
 def test_sampling_row_times_both_samplers_and_checks_they_draw_the_same(model):
-    """The sampling row (warm-up, cached timed 3 times, naive once) runs and reports the
+    """The sampling row (warm-up, cached timed 7 times, naive once) runs and reports the
     two samplers' times and whether they drew the same images (they must)."""
     bench = load("benchmark")
     row = bench.sampling_times(dict(kind="sampling", model=model, setting=list(bench.SMOKE)[0],
