@@ -240,7 +240,8 @@ def sampling_times(job):
 
     Both samplers first draw one 4 x 4 image untimed, so that neither pays the process's
     start-up costs (first products, the CPU coming up to speed); the cached sampler, a
-    fraction of a second, is then timed 7 times (median: one pass hit by a busy moment does not move it), the naive one once."""
+    fraction of a second, is then timed 7 times (the median, which one pass caught by a
+    busy moment does not move), the naive one once."""
     cfg, size = config(job["model"], job["setting"])
     net = build(**cfg, seed=0, dtype=np.float32)
     size = job.get("size") or size
