@@ -31,8 +31,8 @@ def add_device(p):
 def add_threads(p):
     p.add_argument("--threads", type=POSITIVE, default=1, metavar="N",
                    help="threads that share each batch on the CPU, each with single-threaded "
-                        "BLAS (default 1; the number of cores speeds up models with large "
-                        "arrays, such as PixelCNN, and helps a scan little)")
+                        "BLAS (default 1; as many as cores speeds up the PixelCNNs and the RGB "
+                        "models; the small binary scans gain little or lose)")
 
 
 def check_threads(args, dev):
