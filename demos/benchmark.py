@@ -97,19 +97,15 @@ def minipixel_step_fn(cfg, images, device="cpu", fast=True, workers=1):
     model = build(**cfg, seed=0, dtype=np.float32, fast=fast).to(device)
     images = to_device(images, device)
     opt = RMSProp(model.parameters(), lr=LR)
-    if workers > 1:
+    if workers > 1:                     # (a --baseline checkout may have no minipixel.parallel)
         from minipixel.parallel import BatchWorkers
-        split = BatchWorkers(workers)
-
-        def step():
-            opt.zero_grad()
-            split.loss_and_backward(model, images)
-            opt.step()
-        return step, model
+        loss_and_backward = BatchWorkers(workers).loss_and_backward
+    else:
+        loss_and_backward = lambda model, images: model.loss(images).backward()  # noqa: E731
 
     def step():
         opt.zero_grad()
-        model.loss(images).backward()
+        loss_and_backward(model, images)
         opt.step()
         synchronize(device)
     return step, model
@@ -293,19 +289,18 @@ def orchestrate(args, kinds, settings, models):
     print(f"{os.cpu_count()} cores; batch {BATCH}; float32; per framework {args.processes} "
           f"processes x {args.reps} timed steps (after {args.warmup} warm-up), interleaved; "
           f"ms: median step [lowest..highest process median]", flush=True)
-    all_kinds = kinds
     for threads in args.threads:
-        kinds = [k for k in all_kinds if threads > 1 or k != "workers"]
+        timed = [k for k in kinds if threads > 1 or k != "workers"]   # workers: 2+ threads
         for setting in settings:
             for model in models:
                 jobs = {k: dict(kind=k, model=model, setting=setting, threads=threads,
                                 reps=args.paper_reps or args.reps if k == "paper" else args.reps,
                                 warmup=args.warmup, peer_keeps_memory=args.peer_keeps_memory)
-                        for k in kinds}
-                results = {k: [] for k in kinds}
+                        for k in timed}
+                results = {k: [] for k in timed}
                 rates = []
                 for rnd in range(args.processes):
-                    order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
+                    order = timed[rnd % len(timed):] + timed[:rnd % len(timed)]
                     for k in order:
                         base = args.baseline if k == "base" else None
                         job = dict(jobs[k], kind="fast") if k == "base" else jobs[k]
@@ -316,7 +311,7 @@ def orchestrate(args, kinds, settings, models):
                 bound = 1e3 * step_macs(cfg, size) / rate
                 row = dict(threads=threads, setting=setting, model=model,
                            gemm_gflops=2 * rate / 1e9, bound_ms=bound)
-                for k in kinds:
+                for k in timed:
                     row[k] = summarize(results[k])
                 for k in ("fast", "workers"):
                     if k in row and "torch" in row:
@@ -324,7 +319,7 @@ def orchestrate(args, kinds, settings, models):
                     if k in row:
                         row[f"{k}_over_bound"] = row[k]["ms"] / bound
                 rows.append(row)
-                print_row(row, kinds)
+                print_row(row, timed)
     return rows
 
 

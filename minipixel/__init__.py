@@ -11,5 +11,6 @@ from .gradcheck import GradcheckError, gradcheck, gradcheck_directional
 from .tensor import Tensor, gradients, no_grad
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "no_grad", "gradients", "ops", "nn", "backend", "gradcheck", "gradcheck_directional",
-           "GradcheckError", "DeviceError", "default_device", "get_array_module"]
+__all__ = ["Tensor", "no_grad", "gradients", "ops", "nn", "backend", "gradcheck",
+           "gradcheck_directional", "GradcheckError", "DeviceError", "default_device",
+           "get_array_module"]

@@ -35,14 +35,9 @@ class _GradMode(threading.local):
 _grad_mode = _GradMode()
 
 
-@contextlib.contextmanager
 def no_grad():
     """Record no graph inside this block (evaluation, sampling, updates); this thread only."""
-    previous, _grad_mode.enabled = _grad_mode.enabled, False
-    try:
-        yield
-    finally:
-        _grad_mode.enabled = previous
+    return grad_mode(False)
 
 
 def is_grad_enabled():

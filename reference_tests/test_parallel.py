@@ -70,7 +70,9 @@ def test_one_image_or_one_worker_runs_in_the_calling_thread():
     w = BatchWorkers(3)
     w.map(lambda part: seen.append(threading.current_thread()), images)
     assert seen == [threading.main_thread()] and w._pool is None
-    BatchWorkers(3).loss_and_backward(model, images)          # one part: no thread started
+    one = BatchWorkers(3)
+    one.loss_and_backward(model, images)                      # one part: no thread started
+    assert one._pool is None and all(p.grad is not None for p in model.parameters())
 
 
 def test_a_part_s_error_reaches_the_caller_after_every_thread_is_done():
