@@ -121,8 +121,8 @@ def test_scan_refuses_rows_it_did_not_compute():
     """A step whose taps would read rows above the previous step's rows (never computed)
     is refused when the scan is laid out, not read as zeros."""
     with pytest.raises(ValueError, match="above the previous step's rows"):
-        ScanCore((-1, 0), ((1, 2), (0, 2)), 3, 1, 1, 4, np.float64, np)
-    ScanCore((-1, 0), ((0, 1), (1, 2)), 3, 1, 1, 4, np.float64, np)      # row 0 was computed
+        ScanCore((-1, 0), ((1, 2), (0, 2)), 3, 1, 1, 4, 2, np.float64, np)
+    ScanCore((-1, 0), ((0, 1), (1, 2)), 3, 1, 1, 4, 2, np.float64, np)      # row 0 was computed
 
 
 @pytest.mark.parametrize("kind", ["row", "bilstm"])

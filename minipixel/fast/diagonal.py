@@ -14,20 +14,20 @@ S = H + W - 1 skewed columns (the scan's steps, scan_core.py), L = H rows.
          to left (on the columns reversed) and comes back in the image's order
 
 In each direction's own column order (columns reversed for d = 1), with step j
-computing rows first_j .. last_j (below), the scan's gate inputs are
+computing rows first_j .. last_j (below), the scan's input and output are
 
     x_skew[d][:, step j's columns] = x[:, r, j - r] for its rows r on the image, else 0
-    act[j][d] = k * ((weight_d * mask_d) @ x_skew[d][:, step j's columns] + bias_d)
+    pre[j][d] = [weight_d * mask_d | bias_d | K_ss_d] @ [x_skew_j ; 1 ; taps_j]   (scan_core.py)
     out[d, :, r, c] = h[r + c][d, :, r]                                 (unskew)
 
-(k: the in-place cell's gate scale, folded into the weights; scan_core.py).
 K_is is a 1 x 1 conv, so it commutes with the skew: the skew moves x's C maps,
-not the 4h gate maps per direction. Each skewed column is a diagonal of the
-image, read and written as one slice (``diagonal``) of pixel-major
-arrays (H, W, maps, N), where a pixel's maps are one contiguous run. The steps'
-columns lie side by side in one matrix per direction (x_skew, and d act from
-ScanCore.backward), so the backward's products for the weight, bias and input
-gradients are one each, over all steps at once.
+not the 4h gate maps per direction, and each step's K_is (*) x is part of the
+step's one product. Each skewed column is a diagonal of the image, read and
+written as one slice (``diagonal``) of pixel-major arrays (H, W, maps, N), where
+a pixel's maps are one contiguous run. The steps' columns lie side by side in one
+matrix per direction (x_skew, the first C rows of the scan's stacked inputs, and
+d pre from ScanCore.backward), so the backward's products for the stacked
+weight's and the input's gradients are one each, over all steps at once.
 
 Which rows the scan computes at skewed column j:
     rows j-W+1 .. j        the image's pixels on that diagonal
@@ -121,29 +121,27 @@ def directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
                          f"k_ss (D, 4h, h, 2, 1), h0 and c0 (D, h) expected, got {x.shape}, "
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
     rows, image_rows = scan_rows(H, W, every_row=max(offsets) > 0)
-    core = ScanCore(offsets, rows, H, N, D, G, dt, xp)
-    # 1. skew x into one matrix per direction, step j's rows in columns spans[j]:
-    #    x on the image's rows, zero below them (left of the image)
+    core = ScanCore(offsets, rows, H, N, D, G, C, dt, xp)
+    # 1. skew x into the scan's inputs, one matrix per direction, step j's rows in
+    #    columns spans[j]: x on the image's rows, zero below them (left of the image)
     spans = core.spans
     x_own = xp.empty((D, H, W, C, N), dtype=dt)
     x_own[0] = x.data.transpose(2, 3, 1, 0)
     for d in range(1, D):
         x_own[d] = own_order(x_own[0], d)
-    x_skew = xp.empty((D, C, spans[-1][1]), dtype=dt)
+    x_skew = core.x
     for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
         x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
             diagonal(x_own, j, rows[j][0], k)
         x_skew[:, :, lo + k * N:hi] = 0
     del x_own
-    # 2. the gate inputs K_is (*) x + bias, one product per step into its block
+    # 2. the stacked weight [K_is | bias | K_ss], K_ss's columns ordered (t, k)
+    T = len(offsets)
     w = (weight.data * mask).reshape(D, G, C)
-    w_k, b_k = w * core.gate_scale, bias.data.reshape(D, G, 1) * core.gate_scale
-    for j, (lo, hi) in enumerate(spans):
-        z = core.act[j]                                  # the cell takes k * pre (scan_core.py)
-        xp.matmul(w_k, x_skew[:, :, lo:hi], out=z)
-        z += b_k
+    k_taps = k_ss.data.reshape(D, G, n, T).transpose(0, 1, 3, 2).reshape(D, G, T * n)
+    stacked = xp.concatenate([w, bias.data[:, :, None], k_taps], axis=2)
     # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
-    hs = core.forward(k_ss.data, h0.data, c0.data)
+    hs = core.forward(stacked, h0.data, c0.data)
     out = xp.empty((D, H, W, n, N), dtype=dt)
     for j, k in enumerate(image_rows):
         diagonal(out, j, rows[j][0], k)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
@@ -159,11 +157,11 @@ def directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
             gj = g[j].reshape(D, n, -1, N)
             gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k)
             gj[:, :, k:] = 0
-        dgates, dK, dh0, dc0 = core.backward(g)                          # (D, G, columns)
-        # 2. gates = w @ x_skew + b
-        db = dgates.sum(axis=2)
-        dw = dgates @ x_skew.transpose(0, 2, 1)                             # (D, G, C)
-        dx_skew = w.transpose(0, 2, 1) @ dgates                             # (D, C, columns)
+        dpre, dstacked, dh0, dc0 = core.backward(g)                      # (D, G, columns)
+        # 2. the stacked weight [K_is | bias | K_ss]; pre = K_is @ x_skew + ...
+        dw, db = dstacked[:, :, :C], dstacked[:, :, C]
+        dK = dstacked[:, :, C + 1:].reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(k_ss.shape)
+        dx_skew = w.transpose(0, 2, 1) @ dpre                               # (D, C, columns)
         # 1. the skew's: each pixel's gradient back from its step's columns
         dx_own = xp.empty((D, H, W, C, N), dtype=dt)
         for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):

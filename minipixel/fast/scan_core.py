@@ -5,20 +5,27 @@ The Diagonal LSTM's scan (diagonal.py); equal to the paper layer's loop of a
 
 Notation
 --------
-D directions side by side, N batch, h hidden units, G = 4h gate maps, S steps,
-L rows (the positions along a step; each row holds all N images), T taps of
-K_ss at row offsets o_t (the Diagonal LSTM: o = -1, 0, rows r-1 and r of the
-previous skewed column).
+D directions side by side, N batch, C input maps, h hidden units, G = 4h gate
+maps, S steps, L rows (the positions along a step; each row holds all N images),
+T taps of K_ss at row offsets o_t (the Diagonal LSTM: o = -1, 0, rows r-1 and r
+of the previous skewed column), R = C + 1 + T*h rows of a step's stacked input.
 
 Step s computes rows a_s .. b_s only (``rows[s]``); its arrays are blocks of
 w_s = (b_s - a_s + 1) * N positions, ordered (row, image), each block one
 contiguous piece of a flat buffer per quantity, so every elementwise pass of
 the cell is one run over memory:
 
-    act[s]            (D, G, w_s)     the gate inputs (times k, below), then the activations
+    act[s]            (D, G, w_s)     z = k * pre (below), then the gate activations
     h[s], c[s], tc[s] (D, h, w_s)     tc = tanh(c)
-    taps[s]           (D, T*h, w_s)   taps[s][:, t*h:(t+1)*h] at row r = h_{s-1} at row r + o_t
     c_in[s]           (D, h, w_s)     c_{s-1} at rows a_s .. b_s
+
+and the steps' stacked inputs lie side by side in one matrix, step s in the
+columns spans[s] (w_s of them):
+
+    z[:, :, spans[s]] = [ x_s ; 1 ; taps_s ]   (D, R, w_s)
+        x_s       (D, C, w_s)     the step's input, given by the caller
+        1         (D, 1, w_s)     a row of ones: the bias
+        taps_s    (D, T*h, w_s)   taps_s[:, t*h:(t+1)*h] at row r = h_{s-1} at row r + o_t
 
 A row q of h_{s-1} or c_{s-1} that step s reads is
 
@@ -31,14 +38,15 @@ A row q of h_{s-1} or c_{s-1} that step s reads is
 and rows above a_{s-1} are not computed, so must not be read (checked). Before
 step 0 every row holds the initial state h0, c0 (one vector per direction).
 
-For each step (paper eq. 3):
+For each step (paper eq. 3), with the stacked weight [K_is | bias | K_ss] (D, G, R):
 
-    pre = x_gates[s] + K_ss @ taps[s]              (D, G, T*h) @ (D, T*h, w_s): one product
+    pre = [K_is | bias | K_ss] @ z_s               K_is x_s + bias + K_ss taps_s: one product
     h[s], c[s] = lstm_cell(pre, c_in[s])           in place (cell.lstm_cell_step)
 
-The in-place cell takes z = k * pre, k = -1 for the gates i, f, o and -2 for g
-(its exp form, cell.py); k is folded into K_ss here and into the input weights
-by the caller, so act[s] holds k * x_gates[s] on entry and z after the product.
+The in-place cell takes k * pre, k = -1 for the gates i, f, o and -2 for g (its
+exp form, cell.py); k is folded into the stacked weight, so the product writes
+act[s] = k * pre. After the loop the stacked weight's gradient is one product
+over all steps, sum_s d pre_s @ z_s^T = d act_all @ z^T.
 
 The backward runs the steps in reverse (backpropagation through time); the
 gradient of each row read from step s-1 goes back to the row it came from:
@@ -127,62 +135,59 @@ def plan(offsets, rows, L, N):
 class ScanCore:
     """The scan on row blocks (see the module docstring).
 
-    ``core.act[s]`` is filled by the caller with step s's gate inputs times
-    ``core.gate_scale`` (k = -1 for i, f, o and -2 for g, the in-place cell's exp form;
-    fold it into the input weights and bias); then
-    ``forward(k_ss, h0, c0)`` -> the h blocks; ``backward(g)`` with g the gradient of
-    each h block (a ``core.blocks(h)``) -> d act (D, G, columns: the steps side by side,
-    step s in ``spans[s]``), d k_ss, d h0, d c0."""
+    The caller writes the steps' inputs into ``core.x`` (D, C, columns: step s in
+    ``spans[s]``); then ``forward(weight, h0, c0)`` with the stacked weight (D, G, R) =
+    [K_is | bias | K_ss], K_ss's columns ordered (t, k) -> the h blocks;
+    ``backward(g)`` with g the gradient of each h block (a ``core.blocks(h)``)
+    -> d pre (D, G, columns, laid out as z), d weight (D, G, R), d h0, d c0."""
 
-    def __init__(self, offsets, rows, L, N, D, G, dtype, xp):
+    def __init__(self, offsets, rows, L, N, D, G, C, dtype, xp):
         self.offsets, self.L, self.N, self.D, self.G = tuple(offsets), L, N, D, G
-        self.n, self.dtype, self.xp = G // 4, dtype, xp
+        self.n, self.C, self.dtype, self.xp = G // 4, C, dtype, xp
         self.widths, self.spans, self.tap_maps, self.c_maps = plan(self.offsets, tuple(rows), L, N)
+        T = len(self.offsets)
+        self.z = xp.empty((D, C + 1 + T * self.n, self.spans[-1][1]), dtype=dtype)
+        self.x = self.z[:, :C]                            # the caller's: the steps' inputs
+        self.z[:, C] = 1                                  # the bias's row of ones
+        self.taps = self.z[:, C + 1:]                     # written by the scan
         self.act = self.blocks(G)
-        self.gate_scale = fused_cell.exp_gate_scale(xp, self.n, dtype)        # k (G, 1)
 
     def blocks(self, k):
         return Blocks(self.widths, self.D, k, self.dtype, self.xp)
 
-    def forward(self, k_ss, h0, c0):
-        """k_ss (D, G, h, KH, KW) with KH * KW = T taps in the offsets' order; h0, c0 (D, h)."""
+    def forward(self, weight, h0, c0):
+        """weight (D, G, R) = [K_is | bias | K_ss]; h0, c0 (D, h)."""
         xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
         T, w_max = len(self.offsets), max(self.widths)
-        K = k_ss.reshape(D, G, n, T)
-        K_taps = xp.ascontiguousarray(K.transpose(0, 1, 3, 2)).reshape(D, G, T * n)
-        self.K_T = xp.ascontiguousarray(K_taps.transpose(0, 2, 1))             # (D, T*h, G)
-        self.k_shape = k_ss.shape
-        K_taps = K_taps * self.gate_scale                   # the cell's k folded in (z = k pre)
+        self.K_T = xp.ascontiguousarray(weight[:, :, -T * n:].transpose(0, 2, 1))  # (D, T*h, G)
+        weight_k = weight * fused_cell.exp_gate_scale(xp, n, dt)   # the cell's k folded in
         h_init = xp.broadcast_to(h0[:, :, None], (D, n, self.L * N))
         c_init = xp.broadcast_to(c0[:, :, None], (D, n, self.L * N))
         self.h, self.c, self.tc = self.blocks(n), self.blocks(n), self.blocks(n)
         self.c_in = self.blocks(n)
-        self.taps = xp.empty((D, T * n, self.spans[-1][1]), dtype=dt)    # the steps side by side
-        Y, tmp = xp.empty(D * G * w_max, dtype=dt), xp.empty(D * n * w_max, dtype=dt)
+        tmp = xp.empty(D * n * w_max, dtype=dt)
         h_prev, c_prev = h_init, c_init
         with np.errstate(over="ignore"):                   # exp(z) = inf: a gate at its limit 0
             for step in range(len(self.widths)):
-                h_prev, c_prev = self.step(step, K_taps, h_prev, c_prev, Y, tmp)
+                h_prev, c_prev = self.step(step, weight_k, h_prev, c_prev, tmp)
         return self.h
 
-    def step(self, step, K_taps, h_prev, c_prev, Y, tmp):
+    def step(self, step, weight_k, h_prev, c_prev, tmp):
         """One step of the forward: h_{s-1}, c_{s-1} (blocks)  ->  h_s, c_s (blocks)."""
-        xp, N, D, G, n = self.xp, self.N, self.D, self.G, self.n
+        xp, N, D, n = self.xp, self.N, self.D, self.n
         w, (lo, hi) = self.widths[step], self.spans[step]
         taps = self.taps[:, :, lo:hi]
         for t, row_map in enumerate(self.tap_maps[step]):
             row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
         self.c_maps[step].gather(self.c_in[step], c_prev, N)
-        z, Yw = self.act[step], Y[:D * G * w].reshape(D, G, w)
-        xp.matmul(K_taps, taps, out=Yw)
-        z += Yw                                          # z = k (x_gates + K_ss @ taps)
-        fused_cell.lstm_cell_step(z, self.c_in[step], self.c[step], self.tc[step], self.h[step],
-                                  tmp[:D * n * w].reshape(D, n, w), xp)
+        xp.matmul(weight_k, self.z[:, :, lo:hi], out=self.act[step])    # k * pre_s
+        fused_cell.lstm_cell_step(self.act[step], self.c_in[step], self.c[step], self.tc[step],
+                                  self.h[step], tmp[:D * n * w].reshape(D, n, w), xp)
         return self.h[step], self.c[step]
 
     def backward(self, g):
-        """g: Blocks of the gradient of each step's h  ->  d act (D, G, columns: the steps
-        side by side, step s in spans[s]), d k_ss, d h0, d c0."""
+        """g: Blocks of the gradient of each step's h  ->  d pre (D, G, columns: the steps
+        side by side, step s in spans[s]), d weight (D, G, R), d h0, d c0."""
         xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
         T, w_max = len(self.offsets), max(self.widths + (self.L * N,))
         dact_all = xp.empty((D, G, self.spans[-1][1]), dtype=dt)
@@ -206,7 +211,7 @@ class ScanCore:
                                                tmp[:D * n * w].reshape(D, n, w),
                                                tmp_g[:D * G * w].reshape(D, G, w), xp)
             dact_all[:, :, lo:hi] = dact
-            # 2. pre_s = act_s + K_ss @ taps_s (K_ss's gradient after the loop)
+            # 2. pre_s = [K_is | bias | K_ss] @ z_s: the taps rows (the weight's after the loop)
             dtaps = dtaps_buf[:D * T * n * w].reshape(D, T * n, w)
             xp.matmul(self.K_T, dact, out=dtaps)
             # 3. the rows step s read from step s-1 get their gradient back
@@ -218,7 +223,6 @@ class ScanCore:
             self.c_maps[step].scatter_add(dc_prev, dc, N)
             dh, dc = dh_prev, dc_prev
             cur, prev = prev, cur
-        # K_ss's gradient, every step at once: sum over steps of d pre_s @ taps_s^T
-        dK = dact_all @ self.taps.transpose(0, 2, 1)                        # (D, G, T*h)
-        dK = dK.reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(self.k_shape)
-        return dact_all, dK, dh.sum(axis=2), dc.sum(axis=2)
+        # the stacked weight's gradient, every step at once: sum_s d pre_s @ z_s^T
+        dweight = dact_all @ self.z.transpose(0, 2, 1)                      # (D, G, R)
+        return dact_all, dweight, dh.sum(axis=2), dc.sum(axis=2)
