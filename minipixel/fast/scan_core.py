@@ -63,43 +63,46 @@ from . import cell as fused_cell
 class RowMap:
     """Where rows a .. b of one step read step s-1's rows ap .. bp, at row offset o.
 
-    Segments in rows relative to the reading block: ``copy`` (d0, d1, q0) reads rows
-    q0 .. of the previous block; ``repeat`` (d0, d1) its last row; ``zero`` the padding."""
+    Segments in columns of the blocks (row i of a block: columns i*N .. (i+1)*N - 1),
+    the empty ones left out: ``zero`` (c0, c1) the padding; ``copy`` (c0, c1, q0) reads
+    the previous block from its column q0; ``repeat`` (c0, c1) its last row."""
 
-    def __init__(self, a, b, ap, bp, o, L):
+    def __init__(self, a, b, ap, bp, o, L, N):
         q_first, q_last = a + o, b + o
         if max(q_first, 0) <= min(q_last, ap - 1):
             raise ValueError(f"ScanCore: rows {a}..{b} read rows {max(q_first, 0)}.. at offset "
                              f"{o}, above the previous step's rows {ap}..{bp}")
         clip = lambda q: min(max(q, q_first), q_last + 1) - q_first   # noqa: E731
-        self.zero = [(0, clip(0)), (clip(L), b - a + 1)]
-        self.copy = (clip(ap), clip(bp + 1), clip(ap) + q_first - ap)
-        self.repeat = (clip(bp + 1), clip(L))
+        rows = lambda d0, d1: [(d0 * N, d1 * N)] if d1 > d0 else []   # noqa: E731
+        self.N = N
+        self.zero = rows(0, clip(0)) + rows(clip(L), b - a + 1)
+        d0, d1 = clip(ap), clip(bp + 1)
+        self.copy = [(d0 * N, d1 * N, (d0 + q_first - ap) * N)] if d1 > d0 else []
+        self.repeat = rows(clip(bp + 1), clip(L))
 
-    def gather(self, dst, src, N):
+    def gather(self, dst, src):
         """dst (D, k, R*N) <- src (D, k, Rp*N) by the segments."""
-        D, k = dst.shape[:2]
-        d4, s4 = dst.reshape(D, k, -1, N), src.reshape(D, k, -1, N)
-        for z0, z1 in self.zero:
-            if z1 > z0:
-                d4[:, :, z0:z1] = 0
-        d0, d1, q0 = self.copy
-        if d1 > d0:
-            d4[:, :, d0:d1] = s4[:, :, q0:q0 + d1 - d0]
-        r0, r1 = self.repeat
-        if r1 > r0:
-            d4[:, :, r0:r1] = s4[:, :, -1:]
+        for c0, c1 in self.zero:
+            dst[:, :, c0:c1] = 0
+        for c0, c1, q0 in self.copy:
+            dst[:, :, c0:c1] = src[:, :, q0:q0 + c1 - c0]
+        for c0, c1 in self.repeat:
+            if c1 - c0 == self.N:                        # one row (the Diagonal's case)
+                dst[:, :, c0:c1] = src[:, :, -self.N:]
+            else:
+                D, k = dst.shape[:2]
+                dst[:, :, c0:c1].reshape(D, k, -1, self.N)[...] = src[:, :, None, -self.N:]
 
-    def scatter_add(self, dsrc, ddst, N):
+    def scatter_add(self, dsrc, ddst):
         """The adjoint of gather: dsrc (D, k, Rp*N) += ddst (D, k, R*N) by the segments."""
-        D, k = ddst.shape[:2]
-        d4, s4 = ddst.reshape(D, k, -1, N), dsrc.reshape(D, k, -1, N)
-        d0, d1, q0 = self.copy
-        if d1 > d0:
-            s4[:, :, q0:q0 + d1 - d0] += d4[:, :, d0:d1]
-        r0, r1 = self.repeat
-        if r1 > r0:
-            s4[:, :, -1] += d4[:, :, r0:r1].sum(axis=2)
+        for c0, c1, q0 in self.copy:
+            dsrc[:, :, q0:q0 + c1 - c0] += ddst[:, :, c0:c1]
+        for c0, c1 in self.repeat:
+            if c1 - c0 == self.N:
+                dsrc[:, :, -self.N:] += ddst[:, :, c0:c1]
+            else:
+                D, k = ddst.shape[:2]
+                dsrc[:, :, -self.N:] += ddst[:, :, c0:c1].reshape(D, k, -1, self.N).sum(axis=2)
 
 
 class Blocks:
@@ -126,9 +129,9 @@ def plan(offsets, rows, L, N):
     ends = list(itertools.accumulate(widths))
     spans = [(e - w, e) for e, w in zip(ends, widths)]
     prev = [(0, L - 1)] + list(rows[:-1])                      # before step 0: every row
-    tap_maps = [[RowMap(a, b, ap, bp, o, L) for o in offsets]
+    tap_maps = [[RowMap(a, b, ap, bp, o, L, N) for o in offsets]
                 for (a, b), (ap, bp) in zip(rows, prev)]
-    c_maps = [RowMap(a, b, ap, bp, 0, L) for (a, b), (ap, bp) in zip(rows, prev)]
+    c_maps = [RowMap(a, b, ap, bp, 0, L, N) for (a, b), (ap, bp) in zip(rows, prev)]
     return tuple(widths), tuple(spans), tuple(map(tuple, tap_maps)), tuple(c_maps)
 
 
@@ -178,8 +181,8 @@ class ScanCore:
         w, (lo, hi) = self.widths[step], self.spans[step]
         taps = self.taps[:, :, lo:hi]
         for t, row_map in enumerate(self.tap_maps[step]):
-            row_map.gather(taps[:, t * n:(t + 1) * n], h_prev, N)
-        self.c_maps[step].gather(self.c_in[step], c_prev, N)
+            row_map.gather(taps[:, t * n:(t + 1) * n], h_prev)
+        self.c_maps[step].gather(self.c_in[step], c_prev)
         xp.matmul(weight_k, self.z[:, :, lo:hi], out=self.act[step])    # k * pre_s
         fused_cell.lstm_cell_step(self.act[step], self.c_in[step], self.c[step], self.tc[step],
                                   self.h[step], tmp[:D * n * w].reshape(D, n, w), xp)
@@ -219,8 +222,8 @@ class ScanCore:
             dh_prev[...] = 0
             dc_prev[...] = 0
             for t, row_map in enumerate(self.tap_maps[step]):
-                row_map.scatter_add(dh_prev, dtaps[:, t * n:(t + 1) * n], N)
-            self.c_maps[step].scatter_add(dc_prev, dc, N)
+                row_map.scatter_add(dh_prev, dtaps[:, t * n:(t + 1) * n])
+            self.c_maps[step].scatter_add(dc_prev, dc)
             dh, dc = dh_prev, dc_prev
             cur, prev = prev, cur
         # the stacked weight's gradient, every step at once: sum_s d pre_s @ z_s^T
