@@ -7,9 +7,9 @@ same computations fused for speed, with hand-written backwards:
     cell.py     the LSTM cell, all four gates from one tanh (one exp in place)
     row.py      the Row LSTM's input-to-state conv and scan over rows as one op
     scan_core.py the Diagonal LSTM's scan in place on row blocks, computing only
-                the rows some output needs
-    diagonal.py the Diagonal LSTM's directions as one op: skew, input-to-state
-                product, scan, unskew
+                the rows some output needs, one product per step of the stacked
+                weight [K_is | bias | K_ss]
+    diagonal.py the Diagonal LSTM's directions as one op: skew, scan, unskew
     layers.py   FastRowLSTMLayer, FastDiagonalLSTM, FastDiagonalBiLSTMLayer
                 (both directions in one scan)
     losses.py   softmax and Bernoulli NLL with their gradients by hand (the

@@ -19,15 +19,19 @@ updated in parallel at each step, T taps of the state-to-state kernel.
 For each step s (paper eq. 3):
 
     taps_s[(k, t), l] = h_{s-1}[k, l + offset_t]        zero outside 0..L-1
-    pre_s = x_gates[:, :, s] + K_ss @ taps_s            (G, L) for each n, d
+    pre_s = K_is (*) x_s + bias + K_ss @ taps_s         (G, L) for each n, d
+          = [K_is | bias | K_ss] @ [x_s ; 1 ; taps_s]   one matrix product per step
     h_s, c_s = lstm_cell(pre_s, c_{s-1})
+
+(x_s: the input the step's K_is reads: the row's taps for the Row LSTM, the skewed
+column for the Diagonal LSTM).
 
 The learned initial state h_{-1}, c_{-1} is one vector (h,) each per direction,
 broadcast over N and L. The only Python loop is over the steps; the backward
 runs the same loop in reverse (backpropagation through time), by hand:
 
     row.py        the Row LSTM: its input-to-state conv and the scan over rows as
-                  one op, one matrix product per row, in a layout of its own
+                  one op, in a layout of its own
     scan_core.py  the Diagonal LSTM's scan, in place on row blocks, each step
                   computing only the rows some output needs (diagonal.py)
 

@@ -1,7 +1,8 @@
 """ScanCore: the LSTM scan in place on row blocks, each step computing only the rows it needs.
 
-The Diagonal LSTM's scan (diagonal.py); equal to the paper layer's loop of a
-2 x 1 conv and an lstm_cell per skewed column, forward and backward (tested).
+The Diagonal LSTM's scan (diagonal.py); equal to the paper layer's 1 x 1 K_is on
+the skewed input and its loop of a 2 x 1 conv and an lstm_cell per skewed column,
+forward and backward (tested).
 
 Notation
 --------
