@@ -158,7 +158,8 @@ def directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
             gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k)
             gj[:, :, k:] = 0
         dpre, dstacked, dh0, dc0 = core.backward(g)                      # (D, G, columns)
-        # 2. the stacked weight [K_is | bias | K_ss]; pre = K_is @ x_skew + ...
+        # 2. pre = [K_is | bias | K_ss] @ [x_skew ; 1 ; taps]: the stacked weight's gradient
+        #    split into its three parts; x_skew's is K_is^T @ d pre
         dw, db = dstacked[:, :, :C], dstacked[:, :, C]
         dK = dstacked[:, :, C + 1:].reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(k_ss.shape)
         dx_skew = w.transpose(0, 2, 1) @ dpre                               # (D, C, columns)
