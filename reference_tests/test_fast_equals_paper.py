@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from minipixel import Tensor, fast, layers
 import minipixel.fast.layers as fast_layers_module
-from minipixel.fast.scan_core import ScanCore
+from minipixel.fast.scan_core import RowMap, ScanCore
 from minipixel.models import build
 from minipixel.ops import flip
 from minipixel.sampling.cached import teacher_forced_logits
@@ -123,6 +123,37 @@ def test_scan_refuses_rows_it_did_not_compute():
     with pytest.raises(ValueError, match="above the previous step's rows"):
         ScanCore((-1, 0), ((1, 2), (0, 2)), 3, 1, 1, 4, 2, np.float64, np)
     ScanCore((-1, 0), ((0, 1), (1, 2)), 3, 1, 1, 4, 2, np.float64, np)      # row 0 was computed
+
+
+@given(st.data())
+def test_row_map_reads_the_rows_it_names_and_scatter_add_is_its_adjoint(data):
+    """gather puts into each row of a step the previous step's row at offset o (zero
+    outside 0..L-1, the previous step's last row below it), for any rows that may be
+    read, several repeated rows included; scatter_add is its exact adjoint."""
+    L, N = data.draw(st.integers(1, 6), label="L"), data.draw(st.integers(1, 3), label="N")
+    ap = data.draw(st.integers(0, L - 1), label="ap")
+    bp = data.draw(st.integers(ap, L - 1), label="bp")
+    o = data.draw(st.sampled_from([-1, 0, 1]), label="o")
+    a = data.draw(st.integers(0, L - 1), label="a")
+    b = data.draw(st.integers(a, L - 1), label="b")
+    if max(a + o, 0) <= min(b + o, ap - 1):                     # reads rows never computed
+        with pytest.raises(ValueError, match="above the previous step's rows"):
+            RowMap(a, b, ap, bp, o, L, N)
+        return
+    row_map = RowMap(a, b, ap, bp, o, L, N)
+    rng = np.random.default_rng(L * 100 + N * 10 + a)
+    src = rng.standard_normal((2, 3, (bp - ap + 1) * N))
+    dst = np.full((2, 3, (b - a + 1) * N), np.nan)
+    row_map.gather(dst, src)
+    for r in range(a, b + 1):
+        q = r + o
+        want = 0.0 if not 0 <= q < L else src[:, :, (min(q, bp) - ap) * N:(min(q, bp) - ap + 1) * N]
+        np.testing.assert_array_equal(dst[:, :, (r - a) * N:(r - a + 1) * N],
+                                      np.broadcast_to(want, (2, 3, N)))
+    d = rng.standard_normal(dst.shape)
+    back = np.zeros_like(src)
+    row_map.scatter_add(back, d)
+    np.testing.assert_allclose((dst * d).sum(), (src * back).sum(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["row", "bilstm"])

@@ -66,7 +66,8 @@ class RowMap:
 
     Segments in columns of the blocks (row i of a block: columns i*N .. (i+1)*N - 1),
     the empty ones left out: ``zero`` (c0, c1) the padding; ``copy`` (c0, c1, q0) reads
-    the previous block from its column q0; ``repeat`` (c0, c1) its last row."""
+    the previous block from its column q0; ``repeat`` c0, one per row below the previous
+    block (columns c0 .. c0 + N - 1), reads its last row."""
 
     def __init__(self, a, b, ap, bp, o, L, N):
         q_first, q_last = a + o, b + o
@@ -79,7 +80,7 @@ class RowMap:
         self.zero = rows(0, clip(0)) + rows(clip(L), b - a + 1)
         d0, d1 = clip(ap), clip(bp + 1)
         self.copy = [(d0 * N, d1 * N, (d0 + q_first - ap) * N)] if d1 > d0 else []
-        self.repeat = rows(clip(bp + 1), clip(L))
+        self.repeat = [r * N for r in range(clip(bp + 1), clip(L))]
 
     def gather(self, dst, src):
         """dst (D, k, R*N) <- src (D, k, Rp*N) by the segments."""
@@ -87,23 +88,15 @@ class RowMap:
             dst[:, :, c0:c1] = 0
         for c0, c1, q0 in self.copy:
             dst[:, :, c0:c1] = src[:, :, q0:q0 + c1 - c0]
-        for c0, c1 in self.repeat:
-            if c1 - c0 == self.N:                        # one row (the Diagonal's case)
-                dst[:, :, c0:c1] = src[:, :, -self.N:]
-            else:
-                D, k = dst.shape[:2]
-                dst[:, :, c0:c1].reshape(D, k, -1, self.N)[...] = src[:, :, None, -self.N:]
+        for c0 in self.repeat:
+            dst[:, :, c0:c0 + self.N] = src[:, :, -self.N:]
 
     def scatter_add(self, dsrc, ddst):
         """The adjoint of gather: dsrc (D, k, Rp*N) += ddst (D, k, R*N) by the segments."""
         for c0, c1, q0 in self.copy:
             dsrc[:, :, q0:q0 + c1 - c0] += ddst[:, :, c0:c1]
-        for c0, c1 in self.repeat:
-            if c1 - c0 == self.N:
-                dsrc[:, :, -self.N:] += ddst[:, :, c0:c1]
-            else:
-                D, k = ddst.shape[:2]
-                dsrc[:, :, -self.N:] += ddst[:, :, c0:c1].reshape(D, k, -1, self.N).sum(axis=2)
+        for c0 in self.repeat:
+            dsrc[:, :, -self.N:] += ddst[:, :, c0:c0 + self.N]
 
 
 class Blocks:
@@ -147,7 +140,7 @@ class ScanCore:
 
     def __init__(self, offsets, rows, L, N, D, G, C, dtype, xp):
         self.offsets, self.L, self.N, self.D, self.G = tuple(offsets), L, N, D, G
-        self.n, self.C, self.dtype, self.xp = G // 4, C, dtype, xp
+        self.n, self.dtype, self.xp = G // 4, dtype, xp
         self.widths, self.spans, self.tap_maps, self.c_maps = plan(self.offsets, tuple(rows), L, N)
         T = len(self.offsets)
         self.z = xp.empty((D, C + 1 + T * self.n, self.spans[-1][1]), dtype=dtype)
@@ -161,7 +154,7 @@ class ScanCore:
 
     def forward(self, weight, h0, c0):
         """weight (D, G, R) = [K_is | bias | K_ss]; h0, c0 (D, h)."""
-        xp, N, D, G, n, dt = self.xp, self.N, self.D, self.G, self.n, self.dtype
+        xp, N, D, n, dt = self.xp, self.N, self.D, self.n, self.dtype
         T, w_max = len(self.offsets), max(self.widths)
         self.K_T = xp.ascontiguousarray(weight[:, :, -T * n:].transpose(0, 2, 1))  # (D, T*h, G)
         weight_k = weight * fused_cell.exp_gate_scale(xp, n, dt)   # the cell's k folded in
@@ -178,7 +171,7 @@ class ScanCore:
 
     def step(self, step, weight_k, h_prev, c_prev, tmp):
         """One step of the forward: h_{s-1}, c_{s-1} (blocks)  ->  h_s, c_s (blocks)."""
-        xp, N, D, n = self.xp, self.N, self.D, self.n
+        xp, D, n = self.xp, self.D, self.n
         w, (lo, hi) = self.widths[step], self.spans[step]
         taps = self.taps[:, :, lo:hi]
         for t, row_map in enumerate(self.tap_maps[step]):
