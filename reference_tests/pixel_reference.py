@@ -23,12 +23,34 @@ import math
 
 import numpy as np
 
+import minipixel.fast.cell as fast_cell_module
 from minipixel.backend import to_numpy
 from minipixel.causality import PROBE_SLOPE, context_map
 from minipixel.fast import FastDiagonalBiLSTMLayer, FastRowLSTMLayer
+from minipixel.sampling.per_pixel import cell as per_pixel_cell_module
 from minipixel.layers import DiagonalBiLSTMLayer, PixelCNNBlock, RowLSTMLayer
 from minipixel.nn import Module, ModuleList
 from minipixel.tensor import Tensor
+
+
+# ---- the cell's twins as functions of Tensors (pre, c_prev) -> (h, c) -----------------------
+
+def fused_cell(pre, c_prev):
+    """The scans' in-place cell (fast/cell.py) on the arrays of Tensors pre (N, 4h, L) and
+    c_prev (N, h, L): it takes k * pre (exp_gate_scale), as the scans hand it. Looked up
+    in its module at each call, so a monkeypatched step is the one run."""
+    xp, n = pre.xp, c_prev.shape[1]
+    act = pre.data * fast_cell_module.exp_gate_scale(xp, n, pre.dtype)
+    c_new, tanh_c, h_new, tmp = (xp.empty_like(c_prev.data) for _ in range(4))
+    with np.errstate(over="ignore"):
+        fast_cell_module.lstm_cell_step(act, c_prev.data, c_new, tanh_c, h_new, tmp, xp)
+    return Tensor(h_new), Tensor(c_new)
+
+
+def per_pixel_cell(pre, c_prev):
+    """The cached sampler's cell (sampling/per_pixel/cell.py) on the arrays of Tensors."""
+    h_new, c_new = per_pixel_cell_module.lstm_cell(pre.data, c_prev.data)
+    return Tensor(h_new), Tensor(c_new)
 
 
 # ---- scalar helpers ------------------------------------------------------------------------

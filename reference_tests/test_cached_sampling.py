@@ -77,7 +77,7 @@ def test_cached_completion_keeps_given_pixels_and_matches_naive(name):
 def test_a_wrong_cache_is_caught(monkeypatch):
     """Test the test: a cache that forgets the shift-down of the right-to-left
     pass (uses row r's states instead of row r-1's) must disagree."""
-    from minipixel.layers.diagonal_bilstm import DiagonalPixels
+    from minipixel.sampling.per_pixel.diagonal_bilstm import DiagonalPixels
 
     def begin_row_unshifted(self, r):
         self.l2r.begin_row(r)
@@ -90,7 +90,7 @@ def test_a_wrong_cache_is_caught(monkeypatch):
 
 def test_a_pixel_conv_refuses_a_gap_in_its_last_row():
     """The own row's taps are read as one slice; a gap there would read a dropped tap."""
-    from minipixel.layers.conv import PixelConv
+    from minipixel.sampling.per_pixel.conv import PixelConv
     w = np.ones((2, 1, 1, 3))
     with pytest.raises(ValueError, match="contiguous"):
         PixelConv(w, None, ((0, 0), (0, 2)), (1, 3), np.zeros((1, 2, 5, 1)))

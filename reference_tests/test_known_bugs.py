@@ -22,8 +22,9 @@ from minipixel.models import DiagonalBiLSTM, PixelCNN, RowLSTM
 from minipixel.ops import conv2d, flip, pad, sigmoid, tanh
 
 from conftest import random_array
-from pixel_reference import (assert_none, group_context, layer_dependency_map, make_layer,
-                             ref_conv_mask, ref_lstm_cell, violations)
+from pixel_reference import (assert_none, fused_cell, group_context, layer_dependency_map,
+                             make_layer, per_pixel_cell, ref_conv_mask, ref_lstm_cell,
+                             violations)
 
 MODELS = [PixelCNN, RowLSTM, DiagonalBiLSTM]
 
@@ -48,27 +49,16 @@ def sigmoid_array(a, xp):
     return 1 / (1 + xp.exp(-a))
 
 
-def faulty_cell_forward(pre, c_prev, xp):
-    """All four gates through a sigmoid, g included (the bug); gates on axis 1."""
-    n = c_prev.shape[1]
-    i = sigmoid_array(pre[:, 0 * n:1 * n], xp)
-    f = sigmoid_array(pre[:, 1 * n:2 * n], xp)
-    g = sigmoid_array(pre[:, 2 * n:3 * n], xp)
-    o = sigmoid_array(pre[:, 3 * n:4 * n], xp)
-    c = f * c_prev + i * g
-    return o * xp.tanh(c), c, None
-
-
-def faulty_cell_step(act, c_prev, c, tc, h, tmp, xp):
+def faulty_cell_step(act, c_prev, c_new, tanh_c, h_new, tmp, xp):
     """The scan's in-place cell step with the same bug: sigmoid on g too. It takes
     z = k * pre (k = -1 for i, f, o and -2 for g)."""
     n = c_prev.shape[1]
     act[:, 2 * n:3 * n] /= 2                     # -pre for every gate
     act[...] = sigmoid_array(-act, xp)
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
-    c[...] = f * c_prev + i * g
-    tc[...] = xp.tanh(c)
-    h[...] = o * tc
+    c_new[...] = f * c_prev + i * g
+    tanh_c[...] = xp.tanh(c_new)
+    h_new[...] = o * tanh_c
 
 
 def cell_matches_reference(cell, seed=0):
@@ -94,11 +84,12 @@ def cell_from_ops(content_activation):
 
 def test_sigmoid_on_g_fails_the_cell_reference_check(monkeypatch):
     assert cell_matches_reference(layers.lstm_cell)                # the paper path's cell
-    assert cell_matches_reference(fast.lstm_cell)                  # the fused cell
+    assert cell_matches_reference(fused_cell)                      # the scans' in-place cell
+    assert cell_matches_reference(per_pixel_cell)                  # the sampler's cell
     assert cell_matches_reference(cell_from_ops(tanh))             # the same written here
     assert not cell_matches_reference(cell_from_ops(sigmoid))      # sigmoid on g
-    monkeypatch.setattr(fast_cell_module, "lstm_cell_forward", faulty_cell_forward)
-    assert not cell_matches_reference(fast.lstm_cell)              # the fused op, patched
+    monkeypatch.setattr(fast_cell_module, "lstm_cell_step", faulty_cell_step)
+    assert not cell_matches_reference(fused_cell)                  # the in-place cell, patched
 
 
 def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
@@ -119,7 +110,7 @@ def test_sigmoid_on_g_fails_the_layer_check(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(fast_cell_module, "lstm_cell_step", faulty_cell_step)   # the row scan's
         assert not np.allclose(hidden(fused), hidden(paper), rtol=1e-6, atol=1e-8)
-    # the Diagonal BiLSTM's scan (ScanCore) runs the same in-place cell: the check there
+    # the Diagonal BiLSTM's scan runs the same in-place cell: the check there
     paper = DiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     fused = fast.FastDiagonalBiLSTMLayer(3, 3, np.random.default_rng(4), np.float64)
     np.testing.assert_allclose(hidden(fused), hidden(paper), rtol=1e-12, atol=1e-12)

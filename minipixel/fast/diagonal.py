@@ -6,7 +6,7 @@ l2r + shift_down(r2l), with the combination inside the op (``diagonal_bilstm``);
 equal to them, forward and every gradient (tested).
 
 Notation: N batch, C = 2h input maps, h hidden units, G = 4h, H x W image,
-S = H + W - 1 skewed columns (the scan's steps, scan_core.py), L = H rows.
+S = H + W - 1 skewed columns (the scan's steps, scan.py), L = H rows (its positions).
 
     x (N, C, H, W); weight (D*G, C, 1, 1) and its mask, bias (D, G),
     k_ss (D, G, h, 2, 1), h0, c0 (D, h)
@@ -17,7 +17,7 @@ In each direction's own column order (columns reversed for d = 1), with step j
 computing rows first_j .. last_j (below), the scan's input and output are
 
     x_skew[d][:, step j's columns] = x[:, r, j - r] for its rows r on the image, else 0
-    pre[j][d] = [weight_d * mask_d | bias_d | K_ss_d] @ [x_skew_j ; 1 ; taps_j]   (scan_core.py)
+    pre[j][d] = [weight_d * mask_d | bias_d | K_ss_d] @ [x_skew_j ; 1 ; taps_j]   (scan.py)
     out[d, :, r, c] = h[r + c][d, :, r]                                 (unskew)
 
 K_is is a 1 x 1 conv, so it commutes with the skew: the skew moves x's C maps,
@@ -26,7 +26,7 @@ step's one product. Each skewed column is a diagonal of the image, read and
 written as one slice (``diagonal``) of pixel-major arrays (H, W, maps, N), where
 a pixel's maps are one contiguous run. The steps' columns lie side by side in one
 matrix per direction (x_skew, the first C rows of the scan's stacked inputs, and
-d pre from ScanCore.backward), so the backward's products for the stacked
+d pre from Scan.backward), so the backward's products for the stacked
 weight's and the input's gradients are one each, over all steps at once.
 
 Which rows the scan computes at skewed column j:
@@ -39,17 +39,17 @@ there are the bias alone, and a state there reads only states left of the image
 (rows r-1 and r of the previous column, both left of it when row r is): by
 induction every row left of the image holds the same state at column j. The
 scan computes it once, in row j+1, and reads the rows below as equal to it
-(scan_core.py). With K_ss's offsets (-1, 0) this is exact; a kernel that reads
+(scan.py). With K_ss's offsets (-1, 0) this is exact; a kernel that reads
 the row below (offset +1) would see the bottom padding, so then every row down
 to H-1 is computed.
 """
 import functools
 
 from ..tensor import check_same, record
-from .scan_core import ScanCore
+from .scan import Scan, split_weight, stacked_weight
 
 
-def own_order(a, d):
+def in_scan_order(a, d):
     """(H, W, ...): direction d's columns in its own order (reversed for d = 1)."""
     return a if d == 0 else a[:, ::-1]
 
@@ -81,7 +81,7 @@ def diagonal_lstm(x, weight, mask, bias, k_ss, h0, c0, offsets):
     """(N, C, H, W), (D*4h, C, 1, 1), mask, (D, 4h), (D, 4h, h, 2, 1), (D, h), (D, h)
     -> (D, N, h, H, W), each direction's hidden states."""
     check_same(x, weight, bias, k_ss, h0, c0, op="diagonal_lstm")
-    out, backward = directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (D, H, W, h, N)
+    out, backward = scan_directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (D, H, W, h, N)
     return record(out.transpose(0, 4, 3, 1, 2), (x, weight, bias, k_ss, h0, c0),
                   lambda grad: backward(grad.transpose(0, 3, 4, 2, 1)), "diagonal_lstm")
 
@@ -93,7 +93,7 @@ def diagonal_bilstm(x, weight, mask, bias, k_ss, h0, c0, offsets, shift):
     check_same(x, weight, bias, k_ss, h0, c0, op="diagonal_bilstm")
     if bias.shape[0] != 2:
         raise ValueError(f"diagonal_bilstm: two directions expected, got bias {bias.shape}")
-    out, backward = directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (2, H, W, h, N)
+    out, backward = scan_directions(x, weight, mask, bias, k_ss, h0, c0, offsets)   # (2, H, W, h, N)
     H = out.shape[1]
     y = out[0]                                           # out is this op's own: add in place
     y[shift:] += out[1][:H - shift]
@@ -107,7 +107,7 @@ def diagonal_bilstm(x, weight, mask, bias, k_ss, h0, c0, offsets, shift):
                   "diagonal_bilstm")
 
 
-def directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
+def scan_directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
     """The op's work on raw arrays: -> out (D, H, W, h, N), pixel-major in the image's
     order, and backward(g) from the D directions' gradients (H, W, h, N) each, any
     strides, to the gradients of x, weight, bias, k_ss, h0, c0."""
@@ -121,55 +121,54 @@ def directions(x, weight, mask, bias, k_ss, h0, c0, offsets):
                          f"k_ss (D, 4h, h, 2, 1), h0 and c0 (D, h) expected, got {x.shape}, "
                          f"{weight.shape}, {bias.shape}, {k_ss.shape}, {h0.shape}, {c0.shape}")
     rows, image_rows = scan_rows(H, W, every_row=max(offsets) > 0)
-    core = ScanCore(offsets, rows, H, N, D, G, C, dt, xp)
+    scan = Scan(offsets, rows, H, N, D, G, C, dt, xp)
     # 1. skew x into the scan's inputs, one matrix per direction, step j's rows in
     #    columns spans[j]: x on the image's rows, zero below them (left of the image)
-    spans = core.spans
-    x_own = xp.empty((D, H, W, C, N), dtype=dt)
-    x_own[0] = x.data.transpose(2, 3, 1, 0)
+    spans = scan.spans
+    x_scan = xp.empty((D, H, W, C, N), dtype=dt)
+    x_scan[0] = x.data.transpose(2, 3, 1, 0)
     for d in range(1, D):
-        x_own[d] = own_order(x_own[0], d)
-    x_skew = core.x
-    for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
-        x_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)[...] = \
-            diagonal(x_own, j, rows[j][0], k)
-        x_skew[:, :, lo + k * N:hi] = 0
-    del x_own
-    # 2. the stacked weight [K_is | bias | K_ss], K_ss's columns ordered (t, k)
+        x_scan[d] = in_scan_order(x_scan[0], d)
+    x_skew = scan.x
+    for j, ((lo, hi), count) in enumerate(zip(spans, image_rows)):
+        x_skew[:, :, lo:lo + count * N].reshape(D, C, count, N)[...] = \
+            diagonal(x_scan, j, rows[j][0], count)
+        x_skew[:, :, lo + count * N:hi] = 0
+    del x_scan
+    # 2. the stacked weight [K_is | bias | K_ss]
     T = len(offsets)
     w = (weight.data * mask).reshape(D, G, C)
-    k_taps = k_ss.data.reshape(D, G, n, T).transpose(0, 1, 3, 2).reshape(D, G, T * n)
-    stacked = xp.concatenate([w, bias.data[:, :, None], k_taps], axis=2)
+    stacked = stacked_weight(w, bias.data, k_ss.data.reshape(D, G, n, T), xp)
     # 3. the scan over skewed columns, then unskew (pixel-major, each direction its own order)
-    hs = core.forward(stacked, h0.data, c0.data)
+    h_new = scan.forward(stacked, h0.data, c0.data)
     out = xp.empty((D, H, W, n, N), dtype=dt)
-    for j, k in enumerate(image_rows):
-        diagonal(out, j, rows[j][0], k)[...] = hs[j].reshape(D, n, -1, N)[:, :, :k]
+    for j, count in enumerate(image_rows):
+        diagonal(out, j, rows[j][0], count)[...] = h_new[j].reshape(D, n, -1, N)[:, :, :count]
     if D == 2:
         out[1] = out[1, :, ::-1].copy()                                     # image order
 
     def backward(grad):
-        g_own = xp.empty((D, H, W, n, N), dtype=dt)
+        g_scan = xp.empty((D, H, W, n, N), dtype=dt)
         for d in range(D):
-            g_own[d] = own_order(grad[d], d)
-        g = core.blocks(n)
-        for j, k in enumerate(image_rows):
+            g_scan[d] = in_scan_order(grad[d], d)
+        g = scan.blocks(n)
+        for j, count in enumerate(image_rows):
             gj = g[j].reshape(D, n, -1, N)
-            gj[:, :, :k] = diagonal(g_own, j, rows[j][0], k)
-            gj[:, :, k:] = 0
-        dpre, dstacked, dh0, dc0 = core.backward(g)                      # (D, G, columns)
+            gj[:, :, :count] = diagonal(g_scan, j, rows[j][0], count)
+            gj[:, :, count:] = 0
+        d_pre, d_stacked, dh0, dc0 = scan.backward(g)                    # (D, G, columns)
         # 2. pre = [K_is | bias | K_ss] @ [x_skew ; 1 ; taps]: the stacked weight's gradient
         #    split into its three parts; x_skew's is K_is^T @ d pre
-        dw, db = dstacked[:, :, :C], dstacked[:, :, C]
-        dK = dstacked[:, :, C + 1:].reshape(D, G, T, n).transpose(0, 1, 3, 2).reshape(k_ss.shape)
-        dx_skew = w.transpose(0, 2, 1) @ dpre                               # (D, C, columns)
+        dw, db, dK = split_weight(d_stacked, C, T)
+        dx_skew = w.transpose(0, 2, 1) @ d_pre                               # (D, C, columns)
         # 1. the skew's: each pixel's gradient back from its step's columns
-        dx_own = xp.empty((D, H, W, C, N), dtype=dt)
-        for j, ((lo, hi), k) in enumerate(zip(spans, image_rows)):
-            diagonal(dx_own, j, rows[j][0], k)[...] = \
-                dx_skew[:, :, lo:lo + k * N].reshape(D, C, k, N)
-        dx = dx_own[0]
+        dx_scan = xp.empty((D, H, W, C, N), dtype=dt)
+        for j, ((lo, hi), count) in enumerate(zip(spans, image_rows)):
+            diagonal(dx_scan, j, rows[j][0], count)[...] = \
+                dx_skew[:, :, lo:lo + count * N].reshape(D, C, count, N)
+        dx = dx_scan[0]
         for d in range(1, D):
-            dx = dx + own_order(dx_own[d], d)
-        return (dx.transpose(3, 2, 0, 1), dw.reshape(weight.shape) * mask, db, dK, dh0, dc0)
+            dx = dx + in_scan_order(dx_scan[d], d)
+        return (dx.transpose(3, 2, 0, 1), dw.reshape(weight.shape) * mask, db,
+                dK.reshape(k_ss.shape), dh0, dc0)
     return out, backward

@@ -15,15 +15,12 @@ paper twin in minipixel/layers/, forward and every gradient
 from ..layers.diagonal_bilstm import DiagonalBiLSTMLayer, DiagonalLSTM
 from ..layers.row_lstm import RowLSTMLayer
 from ..ops import concat, stack
-from .cell import lstm_cell_arrays
 from .diagonal import diagonal_bilstm, diagonal_lstm
 from .row import row_lstm
 from .scan import DIAGONAL_OFFSETS
 
 
 class FastRowLSTMLayer(RowLSTMLayer):
-    cell_arrays = staticmethod(lstm_cell_arrays)
-
     def hidden(self, x):
         conv = self.input_to_state
         return row_lstm(x, conv.weight, conv.device_mask(), conv.taps, conv.bias,
@@ -35,7 +32,7 @@ class FastRowLSTMLayer(RowLSTMLayer):
 R2L_SHIFT = 1
 
 
-def directions_args(x, directions):
+def stacked_direction_args(x, directions):
     """diagonal_lstm's arguments after x for D DiagonalLSTMs (the second, if any, run
     right to left): their weights, masks and states stacked."""
     convs = [d.input_to_state for d in directions]
@@ -48,10 +45,8 @@ def directions_args(x, directions):
 
 
 class FastDiagonalLSTM(DiagonalLSTM):
-    cell_arrays = staticmethod(lstm_cell_arrays)
-
     def forward(self, x):
-        return diagonal_lstm(x, *directions_args(x, (self,)))[0]
+        return diagonal_lstm(x, *stacked_direction_args(x, (self,)))[0]
 
 
 class FastDiagonalBiLSTMLayer(DiagonalBiLSTMLayer):
@@ -60,5 +55,5 @@ class FastDiagonalBiLSTMLayer(DiagonalBiLSTMLayer):
     def hidden(self, x):
         """Both directions as one scan (D = 2), combined in the same op: l2r plus the
         right-to-left one's states shifted down one row (shift_down in the paper path)."""
-        args = directions_args(x, (self.left_to_right, self.right_to_left))
+        args = stacked_direction_args(x, (self.left_to_right, self.right_to_left))
         return diagonal_bilstm(x, *args, shift=R2L_SHIFT)

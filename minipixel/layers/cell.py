@@ -7,11 +7,12 @@
 Shapes: ``pre`` (N, 4h, ...) holds the pre-activations K_is (*) x_i + K_ss (*) h_{i-1}
 as four blocks of h channels in PyTorch's gate order (i, f, g, o); ``c_prev``
 (N, h, ...); any trailing axes are positions updated in parallel. The engine
-derives the backward. The fused twin with a hand-written backward, equal to
-this one (tested), is minipixel/fast/cell.py.
+derives the backward. Its twins, each tested equal to it: the fused in-place cell
+the scans run (minipixel/fast/cell.py) and the per-pixel cell of the cached sampler
+(minipixel/sampling/per_pixel/cell.py).
 """
 from ..ops import sigmoid, tanh
-from ..tensor import Tensor, check_same, no_grad
+from ..tensor import Tensor, check_same
 
 
 def lstm_cell(pre, c_prev):
@@ -27,13 +28,6 @@ def lstm_cell(pre, c_prev):
     c = f * c_prev + i * g
     h = o * tanh(c)
     return h, c
-
-
-def lstm_cell_arrays(pre, c_prev):
-    """The same cell on raw arrays, no graph (for the cached samplers' per-pixel steps)."""
-    with no_grad():
-        h, c = lstm_cell(Tensor(pre), Tensor(c_prev))
-    return h.data, c.data
 
 
 def initial_state(v, shape):

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..nn import Module, Parameter
 from ..ops import concat, conv2d, flip, pad, skew, unskew
-from .cell import initial_state, lstm_cell, lstm_cell_arrays
+from ..sampling.per_pixel.diagonal_bilstm import DiagonalPixels
+from .cell import initial_state, lstm_cell
 from .conv import MaskedConv2d, uniform_init
 from .masks import channel_groups, gate_groups
 from .residual import ResidualRecurrentLayer
@@ -35,7 +36,6 @@ class DiagonalLSTM(Module):
     """One direction of the Diagonal BiLSTM: (N, 2h, H, W) -> hidden states (N, h, H, W)."""
 
     state_padding = ((1, 0), (0, 0))         # K_ss 2 x 1: one zero row on top, none below
-    cell_arrays = staticmethod(lstm_cell_arrays)
 
     def __init__(self, h, colours, rng, dtype=np.float32):
         super().__init__()
@@ -81,107 +81,4 @@ class DiagonalBiLSTMLayer(ResidualRecurrentLayer):
         return l2r + shift_down(r2l)
 
     def pixel_steps(self, N, H, W):
-        return DiagonalPixels(self, N, H, W)
-
-
-def edge_states(direction, H):
-    """States of one direction at (r, -1), r = 0..H-1, shape (H, h) each for h and c.
-
-    (0, -1) is the initial state (h0, c0). (r, -1) for r >= 1 is skewed
-    position (r, r - 1): the scan over skewed columns with zero input (gates =
-    bias) gives it exactly, since left-of-image states see only each other."""
-    xp = direction.h0.xp
-    k = direction.state_to_state.data                    # (4h, h, 2, 1): rows r-1, r
-    bias = direction.input_to_state.bias.data
-    h0, c0 = direction.h0.data, direction.c0.data
-    h = xp.broadcast_to(h0, (H, len(h0)))                # skewed column -1, every row
-    c = xp.broadcast_to(c0, (H, len(c0)))
-    hs, cs = [h0], [c0]
-    for j in range(H - 1):                              # skewed column j: edge row j + 1
-        above = xp.concatenate([xp.zeros_like(h[:1]), h[:-1]])   # zero padded at the top
-        pre = bias + above @ k[:, :, 0, 0].T + h @ k[:, :, 1, 0].T
-        h, c = direction.cell_arrays(pre, c)
-        hs.append(h[j + 1])
-        cs.append(c[j + 1])
-    return xp.stack(hs), xp.stack(cs)
-
-
-class DirectionPixels:
-    """One direction (a DiagonalLSTM) one position at a time, in raw arrays.
-
-    On the skewed map the state at (r, c) follows those at (r-1, c) and (r, c-1):
-
-        pre(r, c)        = K_is x(r, c) + K_above h(r-1, c) + K_left h(r, c-1)     (N, 4h)
-        h(r, c), c(r, c) = cell(pre(r, c), c(r, c-1))
-
-    Grids h, c (N, H + 1, W + 1, h): index [r + 1, c + 1] holds (r, c); row 0 is
-    the zero padding above, column 0 the states left of the image (`edge_states`:
-    the skewed map is padding there). Row r-1's states are final once row r
-    starts, so ``begin_row(r)`` takes K_above h(r-1, c) for the whole row."""
-
-    def __init__(self, direction, N, H, W):
-        xp, dtype, n = direction.h0.xp, direction.h0.dtype, len(direction.h0)
-        self.xp, self.cell = xp, direction.cell_arrays
-        self.k_is = direction.input_to_state.at_pixel()
-        k = direction.state_to_state.data
-        self.k_above, self.k_left = k[:, :, 0, 0].T, k[:, :, 1, 0].T       # (h, 4h)
-        self.h = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
-        self.c = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
-        self.h[:, 1:, 0], self.c[:, 1:, 0] = edge_states(direction, H)
-
-    def begin_row(self, r):
-        """K_above h(r-1, c) for every column c of row r: (N, W, 4h)."""
-        N, _, W1, n = self.h.shape
-        above = self.h[:, r, 1:].reshape(N * (W1 - 1), n)                  # a 2-d product
-        self.from_above = self.xp.dot(above, self.k_above).reshape(N, W1 - 1, -1)
-
-    def at(self, x, r, c):
-        """The state h (N, h) at (r, c) for the input x (N, 2h) there; (r, c-1) done."""
-        pre = self.k_is.vec(x)
-        pre += self.from_above[:, c]
-        pre += self.xp.dot(self.h[:, r + 1, c], self.k_left)
-        h, cc = self.cell(pre, self.c[:, r + 1, c])
-        self.h[:, r + 1, c + 1], self.c[:, r + 1, c + 1] = h, cc
-        return h
-
-
-class DiagonalPixels:
-    """The layer at one pixel at a time, for cached sampling, in raw arrays.
-
-    Left-to-right pass: pixel by pixel (DirectionPixels). Right-to-left pass,
-    shifted down: row r needs that pass's states of row r-1, which see only rows
-    <= r-1, all final when row r starts; so ``begin_row(r)`` runs that direction
-    along row r-1, right to left (DirectionPixels on the mirrored row), from its
-    states of row r-2. The layer input x (N, H, W, 2h) is kept, channels last."""
-
-    def __init__(self, layer, N, H, W):
-        w = layer.output.weight                                        # (2h, h, 1, 1)
-        xp, dtype, n = w.xp, w.dtype, w.shape[1]
-        self.xp, self.W = xp, W
-        self.l2r = DirectionPixels(layer.left_to_right, N, H, W)
-        self.r2l = DirectionPixels(layer.right_to_left, N, H, W)      # on the mirrored image
-        self.out = layer.output.at_pixel()
-        self.x = xp.zeros((N, H, W, 2 * n), dtype=dtype)
-        self.r2l_above = xp.zeros((N, W, n), dtype=dtype)              # shifted r2l, row r
-
-    def begin_row(self, r):
-        """The l2r pass's row-above products; the r2l pass's states of row r-1."""
-        self.l2r.begin_row(r)
-        if r > 0:
-            self.r2l_above = self.right_to_left_row(r - 1)
-
-    def right_to_left_row(self, q):
-        """The right-to-left pass's states (N, W, h) along row q (rows < q done)."""
-        W = self.W
-        self.r2l.begin_row(q)
-        states = self.xp.empty_like(self.r2l_above)
-        for m in range(W):                                   # mirrored column m = W - 1 - c
-            states[:, W - 1 - m] = self.r2l.at(self.x[:, q, W - 1 - m], q, m)
-        return states
-
-    def at(self, x, r, c, out):
-        """Layer output at (r, c) into out (N, 2h), for its input x (N, 2h) there."""
-        self.x[:, r, c] = x
-        h = self.l2r.at(x, r, c)                       # cached by l2r; free to add to
-        h += self.r2l_above[:, c]
-        return self.xp.add(x, self.out.vec(h), out=out)
+        return DiagonalPixels(self, N, H, W)     # the per-pixel twin (sampling/per_pixel/)

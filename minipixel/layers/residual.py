@@ -20,6 +20,7 @@ import numpy as np
 
 from ..nn import Module
 from ..ops import leaky_relu, relu
+from ..sampling.per_pixel.residual import PixelCNNPixels
 from .conv import MaskedConv2d
 from .masks import channel_groups
 
@@ -27,13 +28,6 @@ from .masks import channel_groups
 def rectify(x, slope):
     """ReLU (slope 0) or leaky ReLU of a Tensor."""
     return relu(x) if slope == 0 else leaky_relu(x, slope)
-
-
-def rectify_array(a, slope, xp, out=None):
-    """The same on a raw array (the per-pixel steps), into `out` if given (may be a)."""
-    if slope == 0:
-        return xp.maximum(a, 0, out=out)
-    return xp.multiply(a, xp.where(a > 0, 1, slope).astype(a.dtype), out=out)
 
 
 class ResidualRecurrentLayer(Module):
@@ -64,31 +58,4 @@ class PixelCNNBlock(Module):
         return x + self.expand(act(y))
 
     def pixel_steps(self, N, H, W):
-        return PixelCNNPixels(self, N, H, W)
-
-
-class PixelCNNPixels:
-    """The block at one pixel at a time, for cached sampling, in raw arrays.
-
-    Its 3 x 3 conv reads the grid y = relu(reduce(relu x)) (N, H + 2p, W + 2p, h),
-    channels last, at pixels drawn so far; each step writes y at (r, c), then
-    reads the window there."""
-
-    def __init__(self, block, N, H, W):
-        p = block.conv.padding[0]
-        h = block.conv.weight.shape[1]
-        self.xp, self.p, self.slope = block.conv.weight.xp, p, block.relu_slope
-        self.y = self.xp.zeros((N, H + 2 * p, W + 2 * p, h), dtype=block.conv.weight.dtype)
-        self.reduce, self.expand = block.reduce.at_pixel(), block.expand.at_pixel()
-        self.conv = block.conv.at_pixel(self.y)
-
-    def begin_row(self, r):
-        self.conv.begin_row(r)
-
-    def at(self, x, r, c, out):
-        """Block output at (r, c) into out (N, 2h), for its input x (N, 2h) there."""
-        xp, p, slope = self.xp, self.p, self.slope
-        rectify_array(self.reduce.vec(rectify_array(x, slope, xp)), slope, xp,
-                      out=self.y[:, r + p, c + p])
-        y = self.conv.at(r, c)
-        return xp.add(x, self.expand.vec(rectify_array(y, slope, xp, out=y)), out=out)
+        return PixelCNNPixels(self, N, H, W)     # the per-pixel twin (sampling/per_pixel/)

@@ -19,15 +19,14 @@ import numpy as np
 
 from ..nn import Parameter
 from ..ops import concat, conv2d
-from .cell import initial_state, lstm_cell, lstm_cell_arrays
-from .conv import MaskedConv2d, PixelConv, uniform_init
+from ..sampling.per_pixel.row_lstm import RowLSTMPixels
+from .cell import initial_state, lstm_cell
+from .conv import MaskedConv2d, uniform_init
 from .masks import channel_groups, gate_groups
 from .residual import ResidualRecurrentLayer
 
 
 class RowLSTMLayer(ResidualRecurrentLayer):
-    cell_arrays = staticmethod(lstm_cell_arrays)     # the per-pixel step's cell
-
     def __init__(self, h, colours, rng, dtype=np.float32):
         super().__init__()
         g_io, g_gates = channel_groups(2 * h, colours), gate_groups(h, colours)
@@ -51,42 +50,4 @@ class RowLSTMLayer(ResidualRecurrentLayer):
         return concat(rows, axis=2)
 
     def pixel_steps(self, N, H, W):
-        return RowLSTMPixels(self, N, H, W)
-
-
-class RowLSTMPixels:
-    """The layer at one pixel at a time, for cached sampling, in raw arrays.
-
-    Row r-1's states are final once row r starts, so ``begin_row(r)`` computes
-    K_ss (*) h_{r-1} at every column of row r at once; (r, c) adds its own
-    1 x 3 input window (mask B: columns c - 1 and c) and runs the cell.
-
-    Grids, channels last: x (N, H, W + 2, 2h) the layer input, one zero column
-    each side; h (N, H + 1, W + 2, h) the states, row r + 1 holding row r's
-    (row 0: h_{-1} = h0), zero padded at both ends as K_ss pads; c (N, H + 1, W, h)
-    likewise."""
-
-    def __init__(self, layer, N, H, W):
-        xp, dtype, n = layer.h0.xp, layer.h0.dtype, len(layer.h0)
-        self.xp, self.cell = xp, layer.cell_arrays
-        self.x = xp.zeros((N, H, W + 2, 2 * n), dtype=dtype)
-        self.h = xp.zeros((N, H + 1, W + 2, n), dtype=dtype)
-        self.h[:, 0, 1:W + 1] = layer.h0.data
-        self.c = xp.zeros((N, H + 1, W, n), dtype=dtype)
-        self.c[:, 0] = layer.c0.data
-        self.k_is, self.out = layer.input_to_state.at_pixel(self.x), layer.output.at_pixel()
-        self.k_ss = PixelConv(layer.state_to_state.data, None, None, (1, 3), self.h)
-
-    def begin_row(self, r):
-        """K_ss (*) h_{r-1} for the whole row r: (N, W, 4h) (grid row r holds h_{r-1})."""
-        self.from_above = self.k_ss.row(r)
-        self.k_is.begin_row(r)
-
-    def at(self, x, r, c, out):
-        """Layer output at (r, c) into out (N, 2h), for its input x (N, 2h) there."""
-        self.x[:, r, c + 1] = x
-        pre = self.k_is.at(r, c)
-        pre += self.from_above[:, c]
-        h, cc = self.cell(pre, self.c[:, r, c])
-        self.h[:, r + 1, c + 1], self.c[:, r + 1, c] = h, cc
-        return self.xp.add(x, self.out.vec(h), out=out)
+        return RowLSTMPixels(self, N, H, W)      # the per-pixel twin (sampling/per_pixel/)

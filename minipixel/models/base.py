@@ -33,9 +33,10 @@ import numpy as np
 from .. import fast as fast_path
 from ..backend import device_of, get_array_module, to_device, to_numpy
 from ..layers import MaskedConv2d, channel_groups, losses as paper_losses
-from ..layers.residual import rectify, rectify_array
+from ..layers.residual import rectify
 from ..nn import Module, ModuleList
 from ..ops import concat
+from ..sampling.per_pixel.base import ModelPixels
 from ..tensor import Tensor
 
 
@@ -164,8 +165,7 @@ class PixelModel(Module):
 
     # ---- one pixel at a time (cached sampling) -------------------------------
     def pixel_steps(self, N, H, W):
-        """The model evaluated one pixel at a time from cached earlier pixels: ModelPixels."""
-        return ModelPixels(self, N, H, W)
+        return ModelPixels(self, N, H, W)        # the per-pixel twin (sampling/per_pixel/)
 
     # ---- likelihood ----------------------------------------------------------
     def nll_from_logits(self, logits, images):
@@ -189,54 +189,3 @@ class PixelModel(Module):
             raise ValueError(f"loss: the batch holds no images (shape {tuple(images.shape)}); "
                              f"the mean NLL of an empty batch is undefined")
         return self.nll(images).mean()
-
-
-class ModelPixels:
-    """A model evaluated pixel by pixel, in raw arrays; ``logits(r, c, k)`` -> (N, values).
-
-    image (r, c) -> 7 x 7 mask A at (r, c) -> each layer's per-pixel step at (r, c)
-    (its ``pixel_steps``, beside its forward) -> skip and output 1 x 1 convs at (r, c),
-    the last one for colour k's `values` logits only. Call ``begin_row(r)`` before
-    the first pixel of row r, ``set_value`` after each drawn sub-pixel. Masks
-    guarantee every cached value read is already final.
-
-    Buffers: `image` (N, H + 2p, W + 2p, C) the scaled values drawn so far,
-    channels last, zero padded as the 7 x 7 conv pads; `outs` (N, L * 2h) the L
-    layers' outputs at the current pixel side by side, the skip conv's input
-    (each layer writes its own block)."""
-
-    def __init__(self, model, N, H, W):
-        xp, dtype = model.first.weight.xp, model.dtype
-        self.model, self.xp, self.slope = model, xp, model.relu_slope
-        self.p = p = model.first.padding[0]
-        self.image = xp.zeros((N, H + 2 * p, W + 2 * p, model.channels), dtype=dtype)
-        self.first = model.first.at_pixel(self.image)
-        self.layers = [layer.pixel_steps(N, H, W) for layer in model.layers]
-        width = model.first.weight.shape[0]                                    # 2h
-        self.outs = xp.zeros((N, width * len(self.layers)), dtype=dtype)
-        self.out_blocks = [self.outs[:, i * width:(i + 1) * width]
-                           for i in range(len(self.layers))]
-        self.skip, self.hidden = model.skip.at_pixel(), model.out_hidden.at_pixel()
-        logits, V = model.out_logits.at_pixel(), model.values     # colour-major outputs
-        self.colour_logits = [logits.output_block(k * V, (k + 1) * V)
-                              for k in range(model.channels)]
-        self.scale = 2.0 / (model.levels - 1)
-
-    def set_value(self, r, c, k, values):
-        """Write drawn integer values (N,) of colour k at (r, c), scaled to [-1, 1]."""
-        self.image[:, r + self.p, c + self.p, k] = self.xp.asarray(values) * self.scale - 1
-
-    def begin_row(self, r):
-        self.first.begin_row(r)
-        for layer in self.layers:
-            layer.begin_row(r)
-
-    def logits(self, r, c, k):
-        """Colour k's logits (N, values) at (r, c)."""
-        xp, slope = self.xp, self.slope
-        x = self.first.at(r, c)                                            # (N, 2h)
-        for layer, out in zip(self.layers, self.out_blocks):
-            x = layer.at(x, r, c, out)
-        s = self.skip.vec(self.outs)
-        hidden = self.hidden.vec(rectify_array(s, slope, xp, out=s))
-        return self.colour_logits[k].vec(rectify_array(hidden, slope, xp, out=hidden))
