@@ -44,7 +44,8 @@ Sampling (--sampling-only, or after the steps unless --no-sampling): naive (a
 forward pass per sub-pixel) against the cached sampler, same seed, same images,
 binary 28x28 and RGB 32x32 with 256 levels, one thread; both warmed up on a 4 x 4
 image first, the cached one timed 7 times (median) in each of --processes processes
-(median of those), the naive one once.
+(median of those), the naive one once; with --baseline, the other checkout's cached
+sampler in as many processes, interleaved.
 No timing here is asserted anywhere; the README quotes this script's table.
 """
 import argparse
@@ -351,14 +352,24 @@ def sampling_rows(args, models):
             job = dict(kind="sampling", model=model, setting=setting, size=size,
                        n=args.sample_n, threads=1)
             r = spawn(job)
-            cached = [r["cached_s"]] + [spawn(dict(job, naive=False))["cached_s"]
-                                        for _ in range(args.processes - 1)]
+            cached, base = [r["cached_s"]], []
+            for i in range(args.processes):          # --baseline: its processes interleaved
+                if args.baseline:
+                    base.append(spawn(dict(job, naive=False), args.baseline)["cached_s"])
+                if i < args.processes - 1:
+                    cached.append(spawn(dict(job, naive=False))["cached_s"])
             r.update(setting=setting, model=model, size=size, cached_s=float(np.median(cached)),
                      cached_processes=cached, speedup=r["naive_s"] / float(np.median(cached)))
+            line = (f"{setting:24} {size}x{size} {model:9} naive {r['naive_s']:7.2f}s "
+                    f"cached {r['cached_s']:6.2f}s [{min(cached):.2f}..{max(cached):.2f}]  "
+                    f"{r['speedup']:6.1f}x  same images: {r['same']}")
+            if base:
+                r.update(base_cached_s=float(np.median(base)), base_processes=base,
+                         cached_over_base=r["cached_s"] / float(np.median(base)))
+                line += (f"  base cached {r['base_cached_s']:.2f}s "
+                         f"[{min(base):.2f}..{max(base):.2f}] new/base {r['cached_over_base']:.3f}")
             rows.append(r)
-            print(f"{setting:24} {size}x{size} {model:9} naive {r['naive_s']:7.2f}s "
-                  f"cached {r['cached_s']:6.2f}s [{min(cached):.2f}..{max(cached):.2f}]  "
-                  f"{r['speedup']:6.1f}x  same images: {r['same']}", flush=True)
+            print(line, flush=True)
     return rows
 
 

@@ -51,7 +51,8 @@ def cuda_module():
     return cupy
 
 
-def _is_cupy_array(a):
+def is_cupy_array(a):
+    """Whether a is an array of the CUDA module (CuPy, or the installed stand-in)."""
     if _cuda_module is not None:
         return isinstance(a, _cuda_module.ndarray)
     # Checked by the type's module name, so CuPy is never imported on its own.
@@ -61,13 +62,13 @@ def _is_cupy_array(a):
 def get_array_module(*arrays):
     """numpy or cupy, from the arrays given (all must live on one device)."""
     for a in arrays:
-        if _is_cupy_array(a):
+        if is_cupy_array(a):
             return cuda_module()
     return np
 
 
 def device_of(array):
-    return "cuda" if _is_cupy_array(array) else "cpu"
+    return "cuda" if is_cupy_array(array) else "cpu"
 
 
 def cuda_unavailable_reason():
@@ -133,7 +134,7 @@ def to_device(array, device):
     """Copy an array to 'cpu' (NumPy) or 'cuda' (CuPy); no copy if already there."""
     check_device(device)
     if device == "cpu":
-        return cuda_module().asnumpy(array) if _is_cupy_array(array) else np.asarray(array)
+        return cuda_module().asnumpy(array) if is_cupy_array(array) else np.asarray(array)
     return cuda_module().asarray(array)
 
 

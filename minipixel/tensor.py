@@ -81,7 +81,7 @@ class Tensor:
             # A NumPy scalar, e.g. what a full reduction of a NumPy array returns: keep its
             # dtype (np.float32(2) is not Python data; float32.sum() must stay float32).
             data = np.asarray(data)
-        if not (isinstance(data, np.ndarray) or backend._is_cupy_array(data)):
+        if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
             # Python data: float64 unless told, on the default device.
             data = np.asarray(data, dtype=dtype or np.float64)
             device = device or backend.default_device()

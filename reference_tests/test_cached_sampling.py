@@ -1,7 +1,7 @@
 """The cached sampler computes exactly the naive path's logits, so it draws the same images.
 
-The per-pixel steps sit beside each layer's forward (minipixel/layers/); they run
-with the paper path's cell or the fused one, whichever the model's layers use."""
+Each layer's per-pixel twin (minipixel/sampling/per_pixel/) is tested on its own in
+test_per_pixel_twins.py; here the whole models, fast and paper path."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

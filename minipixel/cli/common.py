@@ -2,7 +2,6 @@
 loading, output checks."""
 import argparse
 import os
-import sys
 
 from ..argtypes import POSITIVE
 from ..backend import DeviceError, check_device
@@ -162,7 +161,3 @@ def progress_printer(desc, enabled=True):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     pass
-
-
-def eprint(*a):
-    print(*a, file=sys.stderr)

@@ -6,7 +6,7 @@ inside both scans (reference_tests/test_fast_equals_paper.py).
 
 Notation
 --------
-h hidden units; D directions, M positions updated in parallel (images and pixels of
+h hidden units (n in the code); D directions, M positions updated in parallel (images and pixels of
 one step of the scan). ``act`` (D, 4h, M) holds the gates in PyTorch's order
 (i, f, g, o), the paper's [o, f, i, g] reordered:
 

@@ -5,8 +5,9 @@ D = 1 or 2 directions at once (``diagonal_lstm``), and of DiagonalBiLSTMLayer.hi
 l2r + shift_down(r2l), with the combination inside the op (``diagonal_bilstm``);
 equal to them, forward and every gradient (tested).
 
-Notation: N batch, C = 2h input maps, h hidden units, G = 4h, H x W image,
-S = H + W - 1 skewed columns (the scan's steps, scan.py), L = H rows (its positions).
+Notation: N batch, C = 2h input maps, h hidden units (n in the code, where h names the
+hidden states), G = 4h, H x W image, S = H + W - 1 skewed columns (the scan's steps,
+scan.py), L = H rows (its positions).
 
     x (N, C, H, W); weight (D*G, C, 1, 1) and its mask, bias (D, G),
     k_ss (D, G, h, 2, 1), h0, c0 (D, h)

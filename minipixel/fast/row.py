@@ -5,7 +5,8 @@ forward and every gradient (tested).
 
 Notation
 --------
-N batch, C = 2h input maps, h hidden units, G = 4h gate maps, H x W image,
+N batch, C = 2h input maps, h hidden units (n in the code, where h names the hidden
+states), G = 4h gate maps, H x W image,
 T the input-to-state taps its mask keeps (of 1 x 3, at columns j_t - 1 from the pixel).
 
 The op runs the scan of scan.py (D = 1) with one step per image row r and one

@@ -6,9 +6,10 @@ backward); equal to them, forward and every gradient (tested).
 Notation
 --------
 D directions run side by side (1 for the Row LSTM, 2 for the Diagonal BiLSTM), N batch,
-C' rows of a step's input, h hidden units, G = 4h gate maps, S steps, L positions along
-a step, T taps of the state-to-state kernel K_ss at position offsets o_t, and
-R = C' + 1 + T*h rows of a step's stacked input.
+C' rows of a step's input, h hidden units (n in the code, where h names the hidden
+states), G = 4h gate maps, S steps, L positions along a step, T taps of the
+state-to-state kernel K_ss at position offsets o_t, R = C' + 1 + T*h rows of a step's
+stacked input.
 
     Row LSTM (row.py):        steps = image rows (S = H), positions = columns (L = W),
                               K_ss 1 x 3 over the row above: ROW_OFFSETS (-1, 0, +1);
@@ -76,7 +77,7 @@ DIAGONAL_OFFSETS = (-1, 0)     # Diagonal 2 x 1: rows r-1 and r of the previous 
 
 def stacked_weight(w_is, bias, k_ss, xp):
     """w_is (D, G, C'), bias (D, G), K_ss (D, G, h, T)  ->  [K_is | bias | K_ss] (D, G, R),
-    K_ss's columns ordered (t, k), as the taps rows of z."""
+    K_ss's columns ordered (tap, unit), as the taps rows of z."""
     D, G, n, T = k_ss.shape
     k_taps = k_ss.transpose(0, 1, 3, 2).reshape(D, G, T * n)
     return xp.concatenate([w_is, bias[:, :, None], k_taps], axis=2)
@@ -113,7 +114,7 @@ class PositionMap:
         self.repeat = [i * N for i in range(clip(bp + 1), clip(L))]
 
     def gather(self, dst, src):
-        """dst (D, k, w) <- src (D, k, w_prev) by the segments."""
+        """dst (D, maps, w) <- src (D, maps, w_prev) by the segments."""
         for col0, col1 in self.zero:
             dst[:, :, col0:col1] = 0
         for col0, col1, src0 in self.copy:
@@ -122,7 +123,7 @@ class PositionMap:
             dst[:, :, col0:col0 + self.N] = src[:, :, -self.N:]
 
     def scatter_add(self, d_src, d_dst):
-        """The adjoint of gather: d_src (D, k, w_prev) += d_dst (D, k, w) by the segments."""
+        """The adjoint of gather: d_src (D, maps, w_prev) += d_dst (D, maps, w) by the segments."""
         for col0, col1, src0 in self.copy:
             d_src[:, :, src0:src0 + col1 - col0] += d_dst[:, :, col0:col1]
         for col0 in self.repeat:
@@ -130,12 +131,12 @@ class PositionMap:
 
 
 class StepBlocks:
-    """One flat buffer (``flat``) holding a (D, k, w_s) block per step, each contiguous."""
+    """One flat buffer (``flat``) holding a (D, maps, w_s) block per step, each contiguous."""
 
-    def __init__(self, widths, D, k, dtype, xp):
-        starts = [0, *itertools.accumulate(D * k * w for w in widths)]
+    def __init__(self, widths, D, maps, dtype, xp):
+        starts = [0, *itertools.accumulate(D * maps * w for w in widths)]
         self.flat = xp.empty(starts[-1], dtype=dtype)
-        self.blocks = [self.flat[lo:hi].reshape(D, k, w)
+        self.blocks = [self.flat[lo:hi].reshape(D, maps, w)
                        for lo, hi, w in zip(starts, starts[1:], widths)]
 
     def __getitem__(self, s):
@@ -180,8 +181,8 @@ class Scan:
         self.taps = self.z[:, C + 1:]                     # written by the scan
         self.act = self.blocks(G)
 
-    def blocks(self, k):
-        return StepBlocks(self.widths, self.D, k, self.dtype, self.xp)
+    def blocks(self, maps):
+        return StepBlocks(self.widths, self.D, maps, self.dtype, self.xp)
 
     def forward(self, weight, h0, c0):
         """weight (D, G, R) = [K_is | bias | K_ss]; h0, c0 (D, h)  ->  the h blocks."""

@@ -66,10 +66,9 @@ class MaskedConv2d(Conv2d):
             self._mask_on_device[key] = self.weight.xp.asarray(self.mask, dtype=self.weight.dtype)
         return self._mask_on_device[key]
 
-    def forward(self, x, bias=True):
-        """The masked convolution of x; bias=False leaves the bias out (to add it elsewhere)."""
-        return conv2d(x, self.weight, self.bias if bias else None, self.padding,
-                      mask=self.device_mask(), taps=self.taps)
+    def forward(self, x):
+        return conv2d(x, self.weight, self.bias, self.padding, mask=self.device_mask(),
+                      taps=self.taps)
 
     def at_pixel(self, grid=None):
         return PixelConv(self.weight.data * self.device_mask(), self.bias, self.taps,

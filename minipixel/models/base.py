@@ -97,15 +97,16 @@ class PixelModel(Module):
         self.fast, self.relu_slope = bool(fast), float(relu_slope)
         rng = np.random.default_rng(seed)
         self.channels, self.levels = channels, levels
-        self.values = 1 if levels == 2 else levels            # logits per sub-pixel
+        self.logits_per_subpixel = 1 if levels == 2 else levels   # Bernoulli: 1; softmax: levels
         g2h, gout = channel_groups(2 * h, channels), channel_groups(out_hidden, channels)
         self.first = MaskedConv2d("A", g2h, channel_groups(channels, channels), 7, rng=rng,
                                   dtype=dtype)
         self.layers = ModuleList(self.make_layer(h, channels, rng, dtype) for _ in range(layers))
         self.skip = MaskedConv2d("B", gout, np.tile(g2h, layers), 1, rng=rng, dtype=dtype)
         self.out_hidden = MaskedConv2d("B", gout, gout, 1, rng=rng, dtype=dtype)
-        self.out_logits = MaskedConv2d("B", channel_groups(channels * self.values, channels), gout,
-                                       1, rng=rng, dtype=dtype)
+        n_logits = channels * self.logits_per_subpixel
+        self.out_logits = MaskedConv2d("B", channel_groups(n_logits, channels), gout, 1, rng=rng,
+                                       dtype=dtype)
         self.losses = fast_path.losses if self.fast else paper_losses
 
     def variant(self, **changes):
@@ -118,7 +119,7 @@ class PixelModel(Module):
         twin.load_state_dict({k: v.astype(twin.dtype) for k, v in self.state_dict().items()})
         return twin.to(self.device)
 
-    def act(self, x):
+    def head_relu(self, x):
         """The head's ReLU (leaky with relu_slope > 0)."""
         return rectify(x, self.relu_slope)
 
@@ -152,16 +153,17 @@ class PixelModel(Module):
             if "hidden" in inner:
                 trace[f"hidden/{i}"] = inner["hidden"]
         s = trace["skip"] = self.skip(concat(outs, axis=1))
-        hidden = trace["out_hidden"] = self.out_hidden(self.act(s))
-        return self.logits_layout(self.out_logits(self.act(hidden)))
+        hidden = trace["out_hidden"] = self.out_hidden(self.head_relu(s))
+        return self.logits_layout(self.out_logits(self.head_relu(hidden)))
 
     def logits_layout(self, z):
         """The last conv's maps (N, C * values, H, W) -> logits (N, C, H, W) or
         (N, levels, C, H, W) (the last conv's channels are colour-major)."""
-        if self.values == 1:
+        if self.logits_per_subpixel == 1:
             return z
         N, _, H, W = z.shape
-        return z.reshape(N, self.channels, self.values, H, W).transpose(0, 2, 1, 3, 4)
+        V = self.logits_per_subpixel
+        return z.reshape(N, self.channels, V, H, W).transpose(0, 2, 1, 3, 4)
 
     # ---- one pixel at a time (cached sampling) -------------------------------
     def pixel_steps(self, N, H, W):
@@ -170,7 +172,7 @@ class PixelModel(Module):
     # ---- likelihood ----------------------------------------------------------
     def nll_from_logits(self, logits, images):
         """NLL in nats per image (N,)."""
-        if self.values == 1:
+        if self.logits_per_subpixel == 1:
             return self.losses.sigmoid_nll(logits, images).sum(axis=(1, 2, 3))
         return self.losses.softmax_nll(logits, images).sum(axis=(1, 2, 3))
 

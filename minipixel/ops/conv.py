@@ -151,11 +151,11 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     else:
         xpad_t = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3))
     CT = w_flat.shape[1]
-    fold = b is not None and (not is_pointwise(taps, OH, OW, Hp, Wp) or OC > C)
-    col = im2col(xpad_t, taps, OH, OW, ones_row=fold)               # (C*T [+ 1], N*OH*OW)
-    w_mat = xp.concatenate([w_flat, b.data[:, None]], axis=1) if fold else w_flat
+    bias_in_product = b is not None and (not is_pointwise(taps, OH, OW, Hp, Wp) or OC > C)
+    col = im2col(xpad_t, taps, OH, OW, ones_row=bias_in_product)      # (C*T [+ 1], N*OH*OW)
+    w_mat = xp.concatenate([w_flat, b.data[:, None]], axis=1) if bias_in_product else w_flat
     out = (w_mat @ col).reshape(OC, N, OH, OW)
-    if b is not None and not fold:
+    if b is not None and not bias_in_product:
         out += b.data[:, None, None, None]
     # (N, OC, OH, OW) as a view of the channel-major result: elementwise ops keep
     # that memory order, so the next conv's transpose to (C, N, H, W) costs no copy.
@@ -176,6 +176,6 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
             dxpad_t = col2im(dcol, taps, C, N, Hp, Wp, OH, OW)
             dx = dxpad_t[:, :, PT:PT + H, PL:PL + W].transpose(1, 0, 2, 3)
         if b is not None:
-            db = dw_mat[:, CT] if fold and need_w else g_flat.sum(axis=1)
+            db = dw_mat[:, CT] if bias_in_product and need_w else g_flat.sum(axis=1)
         return dx, dw, db
     return record(out, tensors, backward, "conv2d")

@@ -50,7 +50,7 @@ def teacher_forced_logits(model, images):
     (N, C, H, W, values) NumPy. Equal to the full forward pass (tested)."""
     images = to_numpy(images)
     n, C, H, W = images.shape
-    out = np.zeros((n, C, H, W, model.values))
+    out = np.zeros((n, C, H, W, model.logits_per_subpixel))
 
     def choose(z, r, c, k):
         out[:, k, r, c] = z

@@ -33,7 +33,7 @@ class ModelPixels:
         self.out_blocks = [self.outs[:, i * width:(i + 1) * width]
                            for i in range(len(self.layers))]
         self.skip, self.hidden = model.skip.at_pixel(), model.out_hidden.at_pixel()
-        logits, V = model.out_logits.at_pixel(), model.values     # colour-major outputs
+        logits, V = model.out_logits.at_pixel(), model.logits_per_subpixel   # colour-major
         self.colour_logits = [logits.output_block(k * V, (k + 1) * V)
                               for k in range(model.channels)]
         self.input_scale = 2.0 / (model.levels - 1)      # the model's input scaling

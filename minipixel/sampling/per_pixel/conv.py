@@ -20,15 +20,15 @@ class PixelConv:
     input, channels last, padded as the conv pads it, so the window of output
     (r, col) starts at grid[:, r, col]:
 
-        w (T * C, OC)                 the kept taps' weights, row t * C + k
-        window(r, col)[:, t * C + k]  = grid[:, r + i_t, col + j_t, k]        (channel k)
-        out(r, col)                   = window(r, col) @ w + b                 (N, OC)
+        w (T * C, OC)                   the kept taps' weights, row t * C + ch
+        window(r, col)[:, t * C + ch]  = grid[:, r + i_t, col + j_t, ch]      (channel ch)
+        out(r, col)                     = window(r, col) @ w + b               (N, OC)
 
     Split by the last kept kernel row e (the output's own row for a masked
     conv): the taps above it, and the taps on it, columns j0..j1 (contiguous):
 
-        out(r, col)   = above(r)[:, col] + grid[:, r + e, col + j0 : col + j1 + 1] @ w_own
-        above(r)    = b + the taps above row e, at every column of row r  (N, W, OC)
+        out(r, col) = above(r)[:, col] + grid[:, r + e, col + j0 : col + j1 + 1] @ w_own
+        above(r)    = b + the taps above row e, at every column of row r   (N, W, OC)
 
     For the causal grids of the cached samplers, rows above the output's do not
     change while its row is drawn: ``begin_row(r)`` computes above(r) at once, as

@@ -14,7 +14,7 @@ def edge_states(direction, H):
     position (r, r - 1): the scan over skewed columns with zero input (gates =
     bias) gives it exactly, since left-of-image states see only each other."""
     xp = direction.h0.xp
-    k = direction.state_to_state.data                    # (4h, h, 2, 1): rows r-1, r
+    k_ss = direction.state_to_state.data                 # (4h, h, 2, 1): rows r-1, r
     bias = direction.input_to_state.bias.data
     h0, c0 = direction.h0.data, direction.c0.data
     h_col = xp.broadcast_to(h0, (H, len(h0)))            # skewed column -1, every row
@@ -22,7 +22,7 @@ def edge_states(direction, H):
     h_edge, c_edge = [h0], [c0]
     for j in range(H - 1):                              # skewed column j: edge row j + 1
         above = xp.concatenate([xp.zeros_like(h_col[:1]), h_col[:-1]])   # zero padded on top
-        pre = bias + above @ k[:, :, 0, 0].T + h_col @ k[:, :, 1, 0].T
+        pre = bias + above @ k_ss[:, :, 0, 0].T + h_col @ k_ss[:, :, 1, 0].T
         h_col, c_col = lstm_cell(pre, c_col)
         h_edge.append(h_col[j + 1])
         c_edge.append(c_col[j + 1])
@@ -46,8 +46,8 @@ class DirectionPixels:
         xp, dtype, n = direction.h0.xp, direction.h0.dtype, len(direction.h0)
         self.xp = xp
         self.k_is = direction.input_to_state.at_pixel()
-        k = direction.state_to_state.data
-        self.k_above, self.k_left = k[:, :, 0, 0].T, k[:, :, 1, 0].T       # (h, 4h)
+        k_ss = direction.state_to_state.data
+        self.k_above, self.k_left = k_ss[:, :, 0, 0].T, k_ss[:, :, 1, 0].T  # (h, 4h)
         self.h_grid = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
         self.c_grid = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
         self.h_grid[:, 1:, 0], self.c_grid[:, 1:, 0] = edge_states(direction, H)
