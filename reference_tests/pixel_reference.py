@@ -48,9 +48,13 @@ def fused_cell(pre, c_prev):
 
 
 def per_pixel_cell(pre, c_prev):
-    """The cached sampler's cell (sampling/per_pixel/cell.py) on the arrays of Tensors."""
-    h_new, c_new = per_pixel_cell_module.lstm_cell(pre.data, c_prev.data)
-    return Tensor(h_new), Tensor(c_new)
+    """The cached sampler's cell (sampling/per_pixel/cell.py) on the arrays of Tensors
+    pre (N, 4h, L), c_prev (N, h, L): each of the N * L positions as one pixel's row."""
+    N, G, L = pre.shape
+    rows = lambda a: a.transpose(0, 2, 1).reshape(N * L, -1)                    # noqa: E731
+    h_new, c_new = per_pixel_cell_module.lstm_cell(rows(pre.data), rows(c_prev.data))
+    back = lambda a: a.reshape(N, L, -1).transpose(0, 2, 1)                     # noqa: E731
+    return Tensor(back(h_new)), Tensor(back(c_new))
 
 
 # ---- scalar helpers ------------------------------------------------------------------------
