@@ -30,16 +30,16 @@ it does not exist).
 """
 import json
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .io import MAX_NPZ_BYTES, NpzError, atomic_savez, inspect_npz, load_npz, loads_json
+from .validate import finite_span, is_finite, is_whole, whole_span
 
 __all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
-           "validate_config", "min_parameters", "weights_are_finite", "FORMAT", "VERSION"]
+           "validate_config", "validate_train_state", "min_parameters", "weights_are_finite", "FORMAT", "VERSION"]
 
 FORMAT = "minipixel-checkpoint"
 VERSION = 1
@@ -63,16 +63,88 @@ def validate_config(config):
     ranges = {"channels": (1, 3), "levels": (2, MAX_LEVELS), "h": (1, None),
               "layers": (1, None), "out_hidden": (1, None), "seed": (0, None)}
     for key, (low, high) in ranges.items():
-        v = config.get(key)
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low \
-                or (high is not None and v > high):
-            want = f"an integer in {low}..{high}" if high else f"an integer >= {low}"
-            raise ValueError(f"{key} must be {want}, got {v!r}")
+        if not is_whole(config.get(key), low, high):
+            raise ValueError(f"{key} must be {whole_span(low, high)}, got {config.get(key)!r}")
     if config["channels"] not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {config['channels']}")
     if config.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {config.get('dtype')!r}")
     return config
+
+
+# ---- training states ---------------------------------------------------------------
+def _whole(low=0):
+    return (lambda v: is_whole(v, low)), whole_span(low)
+
+
+def _finite(low=None, above=False):
+    return (lambda v: is_finite(v, low, above)), finite_span(low, above)
+
+
+def _or_none(check):
+    ok, what = check
+    return (lambda v: v is None or ok(v)), f"null or {what}"
+
+
+def _json_object(v):
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+# Every field of a checkpoint's training state, with what it must be. The optional ones
+# (older checkpoints lack them) are checked when present.
+TRAIN_FIELDS = {
+    "optimizer": (lambda v: isinstance(v, str) and v in _optimizers(), "a known optimizer"),
+    "lr": _finite(0, above=True),
+    "batch_size": _whole(1),
+    "epochs": _whole(0),
+    "seed": _whole(0),
+    "clip": _or_none(_finite(0, above=True)),
+    "dataset": ((lambda v: v is None or _json_object(v)), "null or a JSON object"),
+    "epoch": _whole(0),
+    "step": _whole(0),
+    "global_step": _whole(0),
+    "loss_sum": _finite(0),
+    "loss_images": _whole(0),
+    "train_time_s": _finite(0),
+    "history": ((lambda v: isinstance(v, list) and all(_json_object(e) for e in v)),
+                "a list of JSON objects"),
+}
+OPTIONAL_TRAIN_FIELDS = {"train_cpu_s": _finite(0), "threads": _whole(1),
+                         "status": ((lambda v: isinstance(v, str)), "a string")}
+# The numbers of one history entry (one finished epoch), when present.
+HISTORY_FIELDS = {"epoch": _whole(1), "global_step": _whole(0), "train_nll_nats": _finite(),
+                  "test_nll_nats": _finite(), "test_bits_per_dim": _finite(),
+                  "train_time_s": _finite(0), "train_cpu_s": _finite(0)}
+
+
+def _optimizers():
+    from .nn import OPTIMIZERS
+    return OPTIMIZERS
+
+
+def validate_train_state(t):
+    """ValueError naming the first problem unless `t` (a checkpoint's training state) holds
+    every setting and counter a resumed run needs, each of the right type, finite and in
+    range (the optional fields too, and the numbers of every history entry)."""
+    if not isinstance(t, dict):
+        raise ValueError(f"training state must be a JSON object, got {type(t).__name__}")
+    missing = [k for k in TRAIN_FIELDS if k not in t]
+    if missing:
+        raise ValueError(f"training state lacks {', '.join(missing)}")
+    fields = {**TRAIN_FIELDS, **{k: v for k, v in OPTIONAL_TRAIN_FIELDS.items() if k in t}}
+    for key, (ok, what) in fields.items():
+        if not ok(t[key]):
+            what = f"one of {_optimizers()}" if key == "optimizer" else what
+            raise ValueError(f"training state: {key} must be {what}, got {t[key]!r}")
+    for i, entry in enumerate(t["history"]):
+        for key, (ok, what) in HISTORY_FIELDS.items():
+            if key in entry and not ok(entry[key]):
+                raise ValueError(f"training state: history entry {i}: {key} must be {what}, "
+                                 f"got {entry[key]!r}")
+    if t["global_step"] < t["step"]:
+        raise ValueError(f"training state: global_step {t['global_step']} is smaller than "
+                         f"the step within the epoch, {t['step']}")
+    return t
 
 
 # Weights per layer in units of h*h, half of what the paper's layers have (Row LSTM:
