@@ -24,21 +24,33 @@ Two designs:
   per-image (opt-in, the fast path for models known to treat each image on
       its own)  a call holds the base, up to `batch - 2` perturbed copies and
       the base again; the two base copies give the noise floor of the batch
-      position. Batch statistics cancel in this design, so it only suits
-      per-image models. Cost per base: C*H*W + 2 images in few calls, and 4
-      calls for the base and the coupling check.
+      position (the position finding below). Batch statistics cancel in this
+      design, so it only suits per-image models; a position change beyond
+      rounding (``rounding(dtype)``) fails it, since a leak under 4 times the
+      floor would not be seen. Cost per base: C*H*W + 2 images in few calls,
+      and 4 calls for the base and the coupling check.
 
-Both designs then check batch coupling directly: the base is evaluated
-beside other companion images, first and last in its call, and any move of
-its logits is batch coupling (its own finding, with its size). Both evaluate
-one call twice (one more call): a function whose output changes with no
-change of input is an error (NondeterministicError), never a pass. A function
-whose outputs move with no input fails too: nothing was tested.
+Both designs then check batch coupling directly, each pair of evaluations
+holding the base at the same place in its call:
 
-Threshold: tol * max|base logits|, tol by the logits' dtype (DEFAULT_TOL: 0 for
-float64, any change counts), raised to 4 times the noise floor when there is
-one. Changes that are non-zero but under the threshold are counted and
-reported, with what to do about them.
+    base first beside the fixed companions   vs  base first beside new ones
+    base last  beside the fixed companions   vs  base last  beside new ones
+
+and any move of its logits is batch coupling (its own finding, with its
+size). Position in the call: the base first vs last beside the same images
+(isolated design: [base, companions] vs [companions, base]; per-image: the
+two base copies of each call); reported with its size, never as coupling.
+Both designs evaluate one call twice (one more call): a function whose output
+changes with no change of input is an error (NondeterministicError), never a
+pass. A function whose outputs move with no input fails too: nothing was tested.
+
+Thresholds: coupling_threshold = max(tol * max|base logits|, 4 * the noise of
+one call evaluated twice), tol by the logits' dtype (DEFAULT_TOL: 0 for
+float64, any change counts). Coupling is judged against it alone: a floor
+measured in calls whose other images could move the logits would let the
+coupling raise its own threshold. Leaks: threshold = max(coupling_threshold,
+4 * the per-image noise floor). Changes that are non-zero but under the
+threshold are counted and reported, with what to do about them.
 
 A leak is a dependency outside the causal context (causality.context_map):
 an input at or after the output in raster order (colours inside a pixel).
@@ -111,6 +123,16 @@ def _perturbed(base, rng, levels):
     return pert
 
 
+def rounding(dtype):
+    """The largest change, relative to max |logit|, that rounding alone explains between two
+    places of one call: the dtype's default threshold, or 64 units of its last place."""
+    try:
+        eps = float(np.finfo(dtype).eps)
+    except (TypeError, ValueError):
+        eps = 0.0
+    return max(DEFAULT_TOL.get(dtype, 0.0), 64 * eps)
+
+
 def _check_determinism(first, again, tol, dtype):
     """Largest difference of two evaluations of one call; raises when above tol * scale."""
     noise = float(_moved(first, again).max())
@@ -154,7 +176,8 @@ def audit(fn, channels, levels, H=8, W=8, bases=DEFAULT_BASES, seed=0, tol=None,
     companions = rng.integers(0, V, size=(n_comp, C, H, W), dtype=np.int64)
     change = np.zeros((P, P))                      # [input j, output] largest |change|
     coupling = np.zeros((C, H, W)) if n_comp else None
-    scale = floor = nondet = 0.0
+    position = np.zeros((C, H, W)) if n_comp else None
+    scale = nondet = 0.0
     nonfinite = 0
     tol_given = tol
     for b in range(bases):
@@ -172,7 +195,7 @@ def audit(fn, channels, levels, H=8, W=8, bases=DEFAULT_BASES, seed=0, tol=None,
             chunk = batch - 2
             for start in range(0, P, chunk):
                 out = evaluate(np.concatenate([base, pert[start:start + chunk], base]))
-                floor = max(floor, float(_moved(out[:1], out[-1:]).max()))
+                position = np.maximum(position, _moved(out[-1:], out[:1])[0])
                 d = _moved(out[1:-1], out[:1]).reshape(-1, P)
                 change[start:start + chunk] = np.maximum(change[start:start + chunk], d)
                 nonfinite += int((~np.isfinite(out[1:-1])).reshape(len(d), -1).any(1).sum())
@@ -184,12 +207,20 @@ def audit(fn, channels, levels, H=8, W=8, bases=DEFAULT_BASES, seed=0, tol=None,
         if n_comp:                                 # batch coupling, the base first and last
             others = rng.integers(0, V, size=(n_comp, C, H, W), dtype=np.int64)
             last = evaluate(np.concatenate([companions, base]))[-1:]
+            if not per_image:                      # the same images, the base moved last
+                position = np.maximum(position, _moved(last, ref[:1])[0])
             moved = [_moved(evaluate(np.concatenate([base, others]))[:1], ref[:1]),
                      _moved(evaluate(np.concatenate([others, base]))[-1:], last)]
             coupling = np.maximum(coupling, np.maximum(*moved)[0])
-    threshold = max(tol * scale, 4 * floor, 4 * nondet)
+    # Coupling is judged against the noise of one call evaluated twice, never against a
+    # floor measured in calls whose other images could themselves move the logits.
+    coupling_threshold = max(tol * scale, 4 * nondet)
+    floor = float(position.max()) if per_image else 0.0
+    threshold = max(coupling_threshold, 4 * floor)
     change = change.T.reshape(C, H, W, C, H, W)
     return AuditReport(change, coupling, scale, threshold, V, int(bases), evaluate.calls,
                        evaluate.images, evaluate.dtype, "per-image" if per_image else "isolated",
                        batch, floor, nondet, nonfinite,
-                       getattr(fn, "dtype_note", ""), expect, layers)
+                       getattr(fn, "dtype_note", ""), expect, layers, position=position,
+                       coupling_threshold=coupling_threshold,
+                       rounding=max(tol, rounding(evaluate.dtype)) * scale)

@@ -79,6 +79,10 @@ class AuditReport:
     dtype_note: str = ""
     expect: str = None
     layers: int = None
+    position: object = None   # (C, H, W) change of the base's logits from first to last in
+    #                           a call of the same images; None when not checked (batch 1)
+    coupling_threshold: float = None   # what coupling is judged against (None: threshold)
+    rounding: float = None    # the largest position change rounding explains (absolute)
 
     # ---- what was found ------------------------------------------------------------
     @property
@@ -120,8 +124,19 @@ class AuditReport:
         return float(self.relative(np.median(inside))) if inside.size else 0.0
 
     @property
+    def coupling_limit(self):
+        return self.threshold if self.coupling_threshold is None else self.coupling_threshold
+
+    @property
     def coupled(self):
-        return self.coupling is not None and bool((self.coupling > self.threshold).any())
+        return self.coupling is not None and bool((self.coupling > self.coupling_limit).any())
+
+    @property
+    def position_unexplained(self):
+        """Per-image design: the floor (the position change) is more than rounding, so a
+        leak under 4 times it would pass unseen."""
+        return (self.design == "per-image" and self.rounding is not None
+                and self.noise_floor > self.rounding)
 
     @property
     def saw_nothing(self):
@@ -131,7 +146,7 @@ class AuditReport:
     @property
     def passed(self):
         return (self.images > 0 and not self.saw_nothing and not self.leak_map.any()
-                and not self.coupled)
+                and not self.coupled and not self.position_unexplained)
 
     @property
     def coverage(self):
@@ -256,15 +271,17 @@ class AuditReport:
                  f"  logits came in {self.dtype}" + (f" ({self.dtype_note})" if self.dtype_note
                                                      else self._dtype_hint())
                  + f"; a logit moved when it changed by more than {self.threshold:.3g} "
-                   f"(max |logit| {self.scale:.3g})"]
+                   f"(max |logit| {self.scale:.3g})"
+                 + (f"; batch coupling when by more than {self.coupling_limit:.3g}"
+                    if self.coupling_limit != self.threshold else "")]
         if self.noise_floor or self.nondeterminism:
             lines.append(f"  noise: base copies in one call differ by {self.noise_floor:.3g}, "
                          f"two evaluations of one call by {self.nondeterminism:.3g}; the "
-                         f"threshold is at least 4 times that")
+                         f"threshold for leaks is at least 4 times that")
         if self.images == 0:
             lines += ["nothing was evaluated", "result: FAIL (nothing evaluated)"]
             return "\n".join(lines)
-        lines += self._coupling_lines()
+        lines += self._coupling_lines() + self._position_lines()
         lines += self._leak_lines(max_lines)
         cov = self.coverage
         full = int((cov >= 1).sum())
@@ -297,6 +314,8 @@ class AuditReport:
             n = len(self.leaks)
             why = [f"{n} leak{'s' if n > 1 else ''}"] if n else []
             why += ["batch coupling"] if self.coupled else []
+            why += ["position in the call beyond rounding: the per-image design cannot "
+                    "audit this function"] if self.position_unexplained else []
             why += ["no output moved with any input: nothing was tested; does the function "
                     "use its input?"] if self.saw_nothing else []
             lines.append(f"result: FAIL ({', '.join(why)})")
@@ -313,7 +332,7 @@ class AuditReport:
         C, H, W = self.shape
         if self.coupling is None:
             return ["batch coupling: not checked (one image per call)"]
-        moved = self.coupling > self.threshold
+        moved = self.coupling > self.coupling_limit
         size = float(self.relative(self.coupling.max()))
         if moved.any():
             return [f"BATCH COUPLING: the logits of an image moved by up to "
@@ -324,6 +343,26 @@ class AuditReport:
         tail = f" (they moved by {size:.3g} relative, under the threshold)" if size else ""
         return [f"no batch coupling: the logits did not move when the other images of the "
                 f"call changed{tail}"]
+
+    def _position_lines(self):
+        if self.position is None:
+            return []
+        size, rel = float(self.position.max()), float(self.relative(self.position.max()))
+        moved = (f"the logits of an image moved by up to {size:.3g} ({rel:.3g} relative) "
+                 f"when it moved from first to last in a call of the same images")
+        what = f"position in the call: {moved}"
+        if self.position_unexplained:
+            return [f"POSITION IN THE CALL: {moved}, more than rounding explains "
+                    f"({self.rounding:.3g}); the per-image design takes this as its noise "
+                    f"floor and would not see a leak under 4 times it: audit in the "
+                    f"isolated design (the default)"]
+        if self.design == "per-image":
+            return [f"{what}: rounding, the per-image design's noise floor"]
+        if size:
+            return [f"{what} (not a leak: this design holds the image of interest first in "
+                    f"every call)"]
+        return ["position in the call: the logits did not move when the image moved from "
+                "first to last in its call"]
 
     def _leak_lines(self, max_lines):
         C = self.shape[0]
@@ -380,6 +419,9 @@ class AuditReport:
     def to_dict(self):
         return {"passed": self.passed, "design": self.design,
                 "leaks": [[list(o), list(i), s] for o, i, s in self.largest_leaks],
+                "position": (None if self.position is None
+                             else float(self.relative(self.position.max()))),
+                "coupling_threshold": self.coupling_limit,
                 "batch_coupling": (None if self.coupling is None
                                    else float(self.relative(self.coupling.max()))),
                 "coverage": self.total_coverage, "min_coverage": float(self.coverage.min()),
