@@ -2,6 +2,7 @@
 
 The PyTorch cases (BatchNorm, Row LSTM padding) are in test_crosscheck_audit_torch.py.
 """
+import json
 import os
 import subprocess
 import sys
@@ -306,7 +307,7 @@ FACTORY = '''
 import numpy as np
 from helper_next_to_it import shift          # a module beside this file
 
-def make(leak=True, crash=False, noisy=False):
+def make(leak=True, crash=False, noisy=False, overflow=False):
     def fn(images):
         if crash:
             raise TypeError("bad things inside the model")
@@ -314,6 +315,8 @@ def make(leak=True, crash=False, noisy=False):
         out = shift(x)
         if leak:
             out[:, 0, 2, 1] += x[:, 0, 2, 2]
+        if overflow:                         # a later sub-pixel sends a logit to infinity
+            out[:, 0, 0, 0] += np.where(x[:, 0, 3, 3] > 0, np.inf, 0.0)
         if noisy:
             out += np.random.default_rng().normal(size=out.shape)
         return out
@@ -483,3 +486,11 @@ def test_coupling_to_companions_is_coupling_with_its_size(per_image):
     assert 1e-3 - 1e-12 <= report.coupling.max() <= 9e-3 + 1e-12
     assert report.to_dict()["batch_coupling"] == pytest.approx(
         report.coupling.max() / report.scale)
+
+
+def test_audit_json_is_strict_json(factory_file, capsys):
+    """--json printed Infinity (a leak whose size is infinite), which is not JSON."""
+    code = audit_main([factory_file, "--kwargs", '{"overflow": true}', *SMALL, "--json"])
+    text = capsys.readouterr().out
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
+    assert code == 1 and report["passed"] is False and report["leaks"]

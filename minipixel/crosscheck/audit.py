@@ -106,9 +106,10 @@ class _Evaluator:
 
 def _moved(a, b):
     """Largest |change| per sub-pixel over the logits axis: (N, V, C, H, W) -> (N, C, H, W);
-    NaN (a non-finite logit on one side) counts as infinite."""
+    an equal value (the same infinity included) did not move, and NaN (a non-finite logit
+    on one side, or both) counts as infinite."""
     with np.errstate(invalid="ignore"):
-        d = np.abs(a - b).max(axis=1)
+        d = np.where(a == b, 0.0, np.abs(a - b)).max(axis=1)
     return np.where(np.isnan(d), np.inf, d)
 
 
