@@ -20,11 +20,18 @@ cast with ``model.astype`` saves and loads as what it became).
 
 Reading never trusts the file. Before anything is decompressed or allocated,
 the zip directory and the .npy headers are checked (``minipixel.io.inspect_npz``:
-plain arrays only, sizes that match the headers, no zip bombs, a byte budget);
-then the config is checked (kinds, types, ranges) and the parameter count it
-implies is compared with the weights the file declares, so a small file whose
-config asks for a huge model is refused before that model is built. Then the
-weights and optimizer state must be finite. Every problem is a
+plain arrays only, sizes that match the headers, no zip bombs, a byte budget,
+and at most MAX_CHECKPOINT_RATIO times the file's size in all: minipixel writes
+checkpoints uncompressed); then only the small entries (format, version, config,
+train) are read and the config is checked (kinds, types, ranges), and the
+parameter count it implies is compared with the weights the file declares, both
+ways (the file must hold at least min_parameters and at most
+MAX_PARAMETER_FACTOR times it, the optimizer state at most MAX_OPTIM_FACTOR
+values per weight), so neither a small file whose config asks for a huge model
+nor one that declares gigabytes its model cannot use costs more than the model
+before it is refused. Only then are the weights and optimizer state read (other
+entries never), and they must be finite. ``validate_train_state`` checks a
+training state (every field's type, finiteness and range) before a resume. Every problem is a
 ``CheckpointError`` (a ValueError) that names the file (FileNotFoundError when
 it does not exist).
 """
@@ -45,6 +52,11 @@ FORMAT = "minipixel-checkpoint"
 VERSION = 1
 DTYPES = ("float32", "float64")
 MAX_LEVELS = 65536
+STATE_KEYS = ("format", "version", "config", "train")
+MAX_STATE_BYTES = 16 << 20       # each of the entries above, read before the arrays
+MAX_CHECKPOINT_RATIO = 16        # minipixel writes checkpoints uncompressed (np.savez)
+MAX_PARAMETER_FACTOR = 4         # weights held / min_parameters(config): 2.03 at most today
+MAX_OPTIM_FACTOR = 3             # optimizer state / weights (Adam: two buffers per weight)
 
 
 class CheckpointError(ValueError):
@@ -276,23 +288,39 @@ def _json(path, arrays, key):
 
 def _check_declared(path, declared):
     """Checks on the .npy headers alone, before any array is read."""
-    for key in ("format", "version", "config", "train"):
+    for key in STATE_KEYS:
         if key in declared and declared[key][0] != ():
             raise CheckpointError(f"{path}: entry {key!r} must be a single value, got shape "
                                   f"{declared[key][0]}")
+        if key in declared and declared[key][1].itemsize > MAX_STATE_BYTES:
+            raise CheckpointError(f"{path}: entry {key!r} declares {declared[key][1].itemsize:,}"
+                                  f" bytes, more than the {MAX_STATE_BYTES:,} allowed")
     for key, (shape, dtype) in declared.items():
         if key.startswith(("model/", "optim/")) and dtype.kind not in "iuf":
             raise CheckpointError(f"{path}: entry {key!r} must hold numbers, got {dtype}")
 
 
+def _declared_total(declared, prefix):
+    return sum(math.prod(shape) for key, (shape, _) in declared.items()
+               if key.startswith(prefix))
+
+
 def _check_size(path, config, declared):
-    """Refuse a config that implies more parameters than the file declares."""
-    held = sum(math.prod(shape) for key, (shape, _) in declared.items()
-               if key.startswith("model/"))
+    """Refuse, from the headers alone, a config that implies more parameters than the file
+    declares, weights far more than the config can use, or optimizer state far larger than
+    the weights: what is read next is bounded by what the config's model needs."""
+    held, optim = _declared_total(declared, "model/"), _declared_total(declared, "optim/")
     need = min_parameters(config)
     if need > held:
         raise CheckpointError(f"{path}: weights do not fit config {config}: it needs at least "
                               f"{need:,} parameters, the file holds {held:,}")
+    if held > MAX_PARAMETER_FACTOR * need:
+        raise CheckpointError(f"{path}: weights do not fit config {config}: the file declares "
+                              f"{held:,} weights, more than {MAX_PARAMETER_FACTOR} times the "
+                              f"{need:,} its model is built from at least")
+    if optim > MAX_OPTIM_FACTOR * held + 1024:
+        raise CheckpointError(f"{path}: the optimizer state declares {optim:,} values, more "
+                              f"than {MAX_OPTIM_FACTOR} per weight ({held:,} weights)")
 
 
 def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
@@ -308,12 +336,13 @@ def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
     if head != b"PK\x03\x04":
         raise CheckpointError(f"{path}: not a minipixel checkpoint: expected an .npz (zip) "
                               f"file, the file starts with {head!r}")
+    limits = dict(max_bytes=max_bytes, max_ratio=MAX_CHECKPOINT_RATIO)
     try:
-        declared = inspect_npz(path, max_bytes=max_bytes)
+        declared = inspect_npz(path, **limits)
         _check_declared(path, declared)
         if "format" not in declared:
             raise CheckpointError(f"{path}: not a minipixel checkpoint (no 'format' entry)")
-        arrays = load_npz(path, max_bytes=max_bytes)
+        arrays = load_npz(path, **limits, keys=STATE_KEYS)     # the small entries first
     except NpzError as e:
         raise CheckpointError(f"{path}: {e}") from None
     if str(arrays["format"]) != FORMAT:
@@ -332,11 +361,16 @@ def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
         raise CheckpointError(f"{path}: config {config!r} does not build a model: {e}") from None
     if train is not None and not isinstance(train, dict):
         raise CheckpointError(f"{path}: train state must be a JSON object, got {type(train).__name__}")
-    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
-    if not model_state:
+    if not any(k.startswith("model/") for k in declared):
         raise CheckpointError(f"{path}: checkpoint holds no model weights")
     _check_size(path, config, declared)
+    try:
+        arrays = load_npz(path, **limits,           # other entries are never read
+                          keys=[k for k in declared if k.startswith(("model/", "optim/"))])
+    except NpzError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     for kind, entries in (("weight", model_state), ("optimizer state", optim_state)):
         bad = [k for k, v in entries.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
         if bad:
