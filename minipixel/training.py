@@ -150,7 +150,8 @@ class Trainer:
         return None if self.out is None else os.path.join(self.out, "metrics.json")
 
     def train_state(self):
-        return {**self.settings, **self.state, "status": self.status}
+        return {**self.settings, **self.state, "status": self.status,
+                "threads": self.workers.workers}      # a resume uses it unless told
 
     def save(self, path=None):
         """Checkpoint (model, optimizer, settings, position) to `path` or out/checkpoint.npz.
@@ -186,7 +187,8 @@ class Trainer:
                **kwargs):
         """A Trainer that continues the run saved in `checkpoint` (a path or Checkpoint).
         The whole saved state is checked against the model and the data first: ValueError
-        (naming the checkpoint) before any step is taken."""
+        (naming the checkpoint) before any step is taken. workers (None or absent): the
+        worker count the checkpoint's run used, so the resumed run is bit-exact."""
         ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
         t = ckpt.train
         if not t or "global_step" not in t:
@@ -196,6 +198,8 @@ class Trainer:
         except ValueError as e:
             raise ValueError(f"{ckpt.path}: {e}") from None
         model = ckpt.model if device == "cpu" else ckpt.model.to(device)
+        if kwargs.get("workers") is None:          # the saved run's count (CPU only)
+            kwargs["workers"] = t.get("threads", 1) if device == "cpu" else 1
         trainer = cls(model, train_images, test_images, optimizer=t["optimizer"], lr=t["lr"],
                       batch_size=t["batch_size"], epochs=t["epochs"] if epochs is None else epochs,
                       seed=t["seed"], clip=t["clip"], dataset=t.get("dataset"), **kwargs)

@@ -28,15 +28,16 @@ def add_device(p):
                    help="where to compute (cuda needs CuPy and a GPU; default %(default)s)")
 
 
-def add_threads(p):
-    p.add_argument("--threads", type=POSITIVE, default=1, metavar="N",
-                   help="threads that share each batch on the CPU, each with single-threaded "
-                        "BLAS (default 1; as many as cores speeds up the PixelCNNs and the RGB "
-                        "models; the small binary scans gain little or lose)")
+def add_threads(p, default=1, default_help="1"):
+    p.add_argument("--threads", type=POSITIVE, default=default, metavar="N",
+                   help=f"threads that share each batch on the CPU, each with single-threaded "
+                        f"BLAS (default {default_help}; as many as cores speeds up the "
+                        f"PixelCNNs and the RGB models; the small binary scans gain little or "
+                        f"lose)")
 
 
 def check_threads(args, dev):
-    if args.threads > 1 and dev != "cpu":
+    if (args.threads or 1) > 1 and dev != "cpu":
         raise CLIError(f"--threads {args.threads} splits batches on the CPU; "
                        f"on --device {dev} use 1")
     return args.threads
