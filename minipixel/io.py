@@ -226,9 +226,17 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not valid JSON (non-finite numbers are written as null)")
 
 
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number (it overflows a float)")
+    return value
+
+
 def loads_json(text):
-    """Parse strict JSON: NaN, Infinity and -Infinity are a ValueError."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """Parse strict JSON: NaN, Infinity, -Infinity and numbers that overflow a float
+    (1e999) are a ValueError."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def write_json(path, obj):

@@ -193,8 +193,8 @@ def _write_curves(out, history, title, log):
     try:
         return write_png(os.path.join(out, "curves.png"),
                          curves_figure([history_curves(history, label)], title=title))
-    except (OSError, ValueError) as e:
-        log(f"note: no learning-curve plot written: {e}")
+    except Exception as e:                     # noqa: BLE001 -- a figure never costs the metrics
+        log(f"note: no learning-curve plot written: {type(e).__name__}: {e}")
         return None
 
 
