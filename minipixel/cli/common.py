@@ -141,6 +141,14 @@ def load_model(path, dev="cpu", fast=True):
     return model, ckpt
 
 
+def open_checkpoint(path, dev="cpu", fast=True):
+    """What every command that reads a checkpoint starts with: (model on `dev`, checkpoint,
+    the dataset spec it was trained on, or the embedded digits of its kind), one-line
+    errors. fast=False: the model on the paper path."""
+    model, ckpt = load_model(path, dev, fast)
+    return model, ckpt, spec_for_model(model, (ckpt.train or {}).get("dataset"))
+
+
 def default_output(checkpoint, name):
     """A file next to the checkpoint."""
     return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), name)
