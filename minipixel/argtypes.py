@@ -2,7 +2,8 @@
 cross-check toolkit's): one-line errors with exit status 2, and argparse `type`s that
 refuse a bad value before the command starts, saying what was expected and what came."""
 import argparse
-import math
+
+from .validate import finite_span, is_finite, is_whole, whole_span
 
 __all__ = ["OneLineParser", "integer", "number", "fraction", "POSITIVE", "NON_NEGATIVE", "SEED",
            "MAX_SEED"]
@@ -24,9 +25,8 @@ def integer(low, high=None):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            span = f">= {low}" if high is None else f"in {low}..{high}"
-            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
+        if not is_whole(value, low, high):
+            raise argparse.ArgumentTypeError(f"expected {whole_span(low, high)}, got {value}")
         return value
     parse.__name__ = "integer"
     return parse
@@ -39,9 +39,8 @@ def number(low, *, above=False):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (above and value == low):
-            raise argparse.ArgumentTypeError(
-                f"expected a finite number {'>' if above else '>='} {low:g}, got {text}")
+        if not is_finite(value, low, above):
+            raise argparse.ArgumentTypeError(f"expected {finite_span(low, above)}, got {text}")
         return value
     parse.__name__ = "number"
     return parse

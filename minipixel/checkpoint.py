@@ -20,31 +20,43 @@ cast with ``model.astype`` saves and loads as what it became).
 
 Reading never trusts the file. Before anything is decompressed or allocated,
 the zip directory and the .npy headers are checked (``minipixel.io.inspect_npz``:
-plain arrays only, sizes that match the headers, no zip bombs, a byte budget);
-then the config is checked (kinds, types, ranges) and the parameter count it
-implies is compared with the weights the file declares, so a small file whose
-config asks for a huge model is refused before that model is built. Then the
-weights and optimizer state must be finite. Every problem is a
+plain arrays only, sizes that match the headers, no zip bombs, a byte budget,
+and at most MAX_CHECKPOINT_RATIO times the file's size in all: minipixel writes
+checkpoints uncompressed); then only the small entries (format, version, config,
+train) are read and the config is checked (kinds, types, ranges), and the
+parameter count it implies is compared with the weights the file declares, both
+ways (the file must hold at least min_parameters and at most
+MAX_PARAMETER_FACTOR times it, the optimizer state at most MAX_OPTIM_FACTOR
+values per weight), so neither a small file whose config asks for a huge model
+nor one that declares gigabytes its model cannot use costs more than the model
+before it is refused. Only then are the weights and optimizer state read (other
+entries never), and they must be finite. ``validate_train_state`` checks a
+training state (every field's type, finiteness and range) before a resume. Every problem is a
 ``CheckpointError`` (a ValueError) that names the file (FileNotFoundError when
 it does not exist).
 """
 import json
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .io import MAX_NPZ_BYTES, NpzError, atomic_savez, inspect_npz, load_npz, loads_json
+from .validate import finite_span, is_finite, is_whole, whole_span
 
 __all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
-           "validate_config", "min_parameters", "weights_are_finite", "FORMAT", "VERSION"]
+           "validate_config", "validate_train_state", "min_parameters", "weights_are_finite", "FORMAT", "VERSION"]
 
 FORMAT = "minipixel-checkpoint"
 VERSION = 1
 DTYPES = ("float32", "float64")
 MAX_LEVELS = 65536
+STATE_KEYS = ("format", "version", "config", "train")
+MAX_STATE_BYTES = 16 << 20       # each of the entries above, read before the arrays
+MAX_CHECKPOINT_RATIO = 16        # minipixel writes checkpoints uncompressed (np.savez)
+MAX_PARAMETER_FACTOR = 4         # weights held / min_parameters(config): 2.03 at most today
+MAX_OPTIM_FACTOR = 3             # optimizer state / weights (Adam: two buffers per weight)
 
 
 class CheckpointError(ValueError):
@@ -63,16 +75,88 @@ def validate_config(config):
     ranges = {"channels": (1, 3), "levels": (2, MAX_LEVELS), "h": (1, None),
               "layers": (1, None), "out_hidden": (1, None), "seed": (0, None)}
     for key, (low, high) in ranges.items():
-        v = config.get(key)
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low \
-                or (high is not None and v > high):
-            want = f"an integer in {low}..{high}" if high else f"an integer >= {low}"
-            raise ValueError(f"{key} must be {want}, got {v!r}")
+        if not is_whole(config.get(key), low, high):
+            raise ValueError(f"{key} must be {whole_span(low, high)}, got {config.get(key)!r}")
     if config["channels"] not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {config['channels']}")
     if config.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {config.get('dtype')!r}")
     return config
+
+
+# ---- training states ---------------------------------------------------------------
+def _whole(low=0):
+    return (lambda v: is_whole(v, low)), whole_span(low)
+
+
+def _finite(low=None, above=False):
+    return (lambda v: is_finite(v, low, above)), finite_span(low, above)
+
+
+def _or_none(check):
+    ok, what = check
+    return (lambda v: v is None or ok(v)), f"null or {what}"
+
+
+def _json_object(v):
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+# Every field of a checkpoint's training state, with what it must be. The optional ones
+# (older checkpoints lack them) are checked when present.
+TRAIN_FIELDS = {
+    "optimizer": (lambda v: isinstance(v, str) and v in _optimizers(), "a known optimizer"),
+    "lr": _finite(0, above=True),
+    "batch_size": _whole(1),
+    "epochs": _whole(0),
+    "seed": _whole(0),
+    "clip": _or_none(_finite(0, above=True)),
+    "dataset": ((lambda v: v is None or _json_object(v)), "null or a JSON object"),
+    "epoch": _whole(0),
+    "step": _whole(0),
+    "global_step": _whole(0),
+    "loss_sum": _finite(0),
+    "loss_images": _whole(0),
+    "train_time_s": _finite(0),
+    "history": ((lambda v: isinstance(v, list) and all(_json_object(e) for e in v)),
+                "a list of JSON objects"),
+}
+OPTIONAL_TRAIN_FIELDS = {"train_cpu_s": _finite(0), "threads": _whole(1),
+                         "status": ((lambda v: isinstance(v, str)), "a string")}
+# The numbers of one history entry (one finished epoch), when present.
+HISTORY_FIELDS = {"epoch": _whole(1), "global_step": _whole(0), "train_nll_nats": _finite(),
+                  "test_nll_nats": _finite(), "test_bits_per_dim": _finite(),
+                  "train_time_s": _finite(0), "train_cpu_s": _finite(0)}
+
+
+def _optimizers():
+    from .nn import OPTIMIZERS
+    return OPTIMIZERS
+
+
+def validate_train_state(t):
+    """ValueError naming the first problem unless `t` (a checkpoint's training state) holds
+    every setting and counter a resumed run needs, each of the right type, finite and in
+    range (the optional fields too, and the numbers of every history entry)."""
+    if not isinstance(t, dict):
+        raise ValueError(f"training state must be a JSON object, got {type(t).__name__}")
+    missing = [k for k in TRAIN_FIELDS if k not in t]
+    if missing:
+        raise ValueError(f"training state lacks {', '.join(missing)}")
+    fields = {**TRAIN_FIELDS, **{k: v for k, v in OPTIONAL_TRAIN_FIELDS.items() if k in t}}
+    for key, (ok, what) in fields.items():
+        if not ok(t[key]):
+            what = f"one of {_optimizers()}" if key == "optimizer" else what
+            raise ValueError(f"training state: {key} must be {what}, got {t[key]!r}")
+    for i, entry in enumerate(t["history"]):
+        for key, (ok, what) in HISTORY_FIELDS.items():
+            if key in entry and not ok(entry[key]):
+                raise ValueError(f"training state: history entry {i}: {key} must be {what}, "
+                                 f"got {entry[key]!r}")
+    if t["global_step"] < t["step"]:
+        raise ValueError(f"training state: global_step {t['global_step']} is smaller than "
+                         f"the step within the epoch, {t['step']}")
+    return t
 
 
 # Weights per layer in units of h*h, half of what the paper's layers have (Row LSTM:
@@ -204,23 +288,39 @@ def _json(path, arrays, key):
 
 def _check_declared(path, declared):
     """Checks on the .npy headers alone, before any array is read."""
-    for key in ("format", "version", "config", "train"):
+    for key in STATE_KEYS:
         if key in declared and declared[key][0] != ():
             raise CheckpointError(f"{path}: entry {key!r} must be a single value, got shape "
                                   f"{declared[key][0]}")
+        if key in declared and declared[key][1].itemsize > MAX_STATE_BYTES:
+            raise CheckpointError(f"{path}: entry {key!r} declares {declared[key][1].itemsize:,}"
+                                  f" bytes, more than the {MAX_STATE_BYTES:,} allowed")
     for key, (shape, dtype) in declared.items():
         if key.startswith(("model/", "optim/")) and dtype.kind not in "iuf":
             raise CheckpointError(f"{path}: entry {key!r} must hold numbers, got {dtype}")
 
 
+def _declared_total(declared, prefix):
+    return sum(math.prod(shape) for key, (shape, _) in declared.items()
+               if key.startswith(prefix))
+
+
 def _check_size(path, config, declared):
-    """Refuse a config that implies more parameters than the file declares."""
-    held = sum(math.prod(shape) for key, (shape, _) in declared.items()
-               if key.startswith("model/"))
+    """Refuse, from the headers alone, a config that implies more parameters than the file
+    declares, weights far more than the config can use, or optimizer state far larger than
+    the weights: what is read next is bounded by what the config's model needs."""
+    held, optim = _declared_total(declared, "model/"), _declared_total(declared, "optim/")
     need = min_parameters(config)
     if need > held:
         raise CheckpointError(f"{path}: weights do not fit config {config}: it needs at least "
                               f"{need:,} parameters, the file holds {held:,}")
+    if held > MAX_PARAMETER_FACTOR * need:
+        raise CheckpointError(f"{path}: weights do not fit config {config}: the file declares "
+                              f"{held:,} weights, more than {MAX_PARAMETER_FACTOR} times the "
+                              f"{need:,} its model is built from at least")
+    if optim > MAX_OPTIM_FACTOR * held + 1024:
+        raise CheckpointError(f"{path}: the optimizer state declares {optim:,} values, more "
+                              f"than {MAX_OPTIM_FACTOR} per weight ({held:,} weights)")
 
 
 def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
@@ -236,12 +336,13 @@ def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
     if head != b"PK\x03\x04":
         raise CheckpointError(f"{path}: not a minipixel checkpoint: expected an .npz (zip) "
                               f"file, the file starts with {head!r}")
+    limits = dict(max_bytes=max_bytes, max_ratio=MAX_CHECKPOINT_RATIO)
     try:
-        declared = inspect_npz(path, max_bytes=max_bytes)
+        declared = inspect_npz(path, **limits)
         _check_declared(path, declared)
         if "format" not in declared:
             raise CheckpointError(f"{path}: not a minipixel checkpoint (no 'format' entry)")
-        arrays = load_npz(path, max_bytes=max_bytes)
+        arrays = load_npz(path, **limits, keys=STATE_KEYS)     # the small entries first
     except NpzError as e:
         raise CheckpointError(f"{path}: {e}") from None
     if str(arrays["format"]) != FORMAT:
@@ -260,11 +361,16 @@ def load_checkpoint(path, *, max_bytes=MAX_NPZ_BYTES):
         raise CheckpointError(f"{path}: config {config!r} does not build a model: {e}") from None
     if train is not None and not isinstance(train, dict):
         raise CheckpointError(f"{path}: train state must be a JSON object, got {type(train).__name__}")
-    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
-    if not model_state:
+    if not any(k.startswith("model/") for k in declared):
         raise CheckpointError(f"{path}: checkpoint holds no model weights")
     _check_size(path, config, declared)
+    try:
+        arrays = load_npz(path, **limits,           # other entries are never read
+                          keys=[k for k in declared if k.startswith(("model/", "optim/"))])
+    except NpzError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     for kind, entries in (("weight", model_state), ("optimizer state", optim_state)):
         bad = [k for k, v in entries.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
         if bad:

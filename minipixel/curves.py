@@ -13,13 +13,13 @@ squares, the training NLL a dashed line with hollow squares; reference values (a
 is in nats per image, the x axis in epochs; tick values are round numbers (1, 2 or 5
 times a power of ten). Text comes from ``minipixel.font``.
 """
-import json
 import math
 import os
 
 import numpy as np
 
 from .font import draw_text, text_size
+from .io import loads_json
 from .png import write_png
 
 __all__ = ["run_curves", "history_curves", "curves_figure", "write_curves_png", "nice_ticks", "COLOURS"]
@@ -34,13 +34,14 @@ def run_curves(run_dir, label=None):
     """{"label", "epoch", "train", "test"} of the run in `run_dir` (its metrics.json)."""
     path = os.path.join(run_dir, "metrics.json")
     try:
-        with open(path) as f:
-            metrics = json.load(f)
+        with open(path, encoding="utf-8") as f:
+            metrics = loads_json(f.read())
     except FileNotFoundError:
         raise FileNotFoundError(f"{run_dir}: expected a run folder with metrics.json, "
                                 "none found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: expected JSON written by minipixel train, got: {e}") from None
+    except (ValueError, UnicodeDecodeError) as e:       # JSONDecodeError, 1e999, NaN
+        raise ValueError(f"{path}: expected JSON written by minipixel train (strict: no NaN, no 1e999), got: "
+                         f"{e}") from None
     history = metrics.get("history") if isinstance(metrics, dict) else None
     if not isinstance(history, list):
         raise ValueError(f"{path}: expected a 'history' list of epochs, got none")
@@ -59,7 +60,7 @@ def history_curves(history, label):
         try:
             row = (int(entry["epoch"]), float(entry["train_nll_nats"]),
                    float(entry["test_nll_nats"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise ValueError(f"expected history entries with epoch, train_nll_nats and "
                              f"test_nll_nats, got {entry!r}") from None
         rows.append(row)
@@ -157,13 +158,15 @@ def curves_figure(runs, title=None, width=640, height=400, references=()):
     ylabel = "NLL (nats per image)"
     draw_text(image, ylabel, 4, top - 11, _TEXT)
     if title:
+        title = fit_label(title, width - 4)
         scale = 2 if text_size(title, 2)[1] <= plot_w else 1
         h, w = text_size(title, scale)
         draw_text(image, title, left + max(plot_w - w, 0) // 2, 2, _TEXT, scale=scale)
     for value, label in references:
         y = py(value)
         _line(image, [left + 1, left + plot_w], [y, y], _REFERENCE, dash=3, width=1)
-        draw_text(image, label, left + 6, int(round(y)) - 10, _REFERENCE)
+        draw_text(image, fit_label(label, plot_w - 12), left + 6, int(round(y)) - 10,
+                  _REFERENCE)
     for k, r in enumerate(runs):
         colour = COLOURS[k % len(COLOURS)]
         xs = [px(e) for e in r["epoch"]]
@@ -176,11 +179,22 @@ def curves_figure(runs, title=None, width=640, height=400, references=()):
     return image
 
 
+def fit_label(label, width):
+    """`label` on one line, cut to at most `width` pixels (ending in "..." when cut)."""
+    label = " ".join(str(label).split())              # newlines and tabs as spaces
+    if text_size(label)[1] <= width:
+        return label
+    keep = max((width + 1) // 6 - 3, 0)               # characters are 6 pixels apart
+    return label[:keep] + "..."
+
+
 def _legend(image, runs, right, top):
     """A boxed legend whose top-right corner is at (right, top)."""
     entries = [(r["label"], COLOURS[k % len(COLOURS)], None) for k, r in enumerate(runs)]
     entries += [("test", _AXIS, 0), ("train", _AXIS, 6)]
     sample_w, gap, row_h = 26, 6, 14
+    room = max(right - (8 + sample_w + gap + 8) - 4, 6)       # the legend stays inside
+    entries = [(fit_label(label, room), colour, dash) for label, colour, dash in entries]
     text_w = max(text_size(label)[1] for label, _, _ in entries)
     box_w, box_h = 8 + sample_w + gap + text_w + 8, 6 + row_h * len(entries) + 2
     x0, y0 = max(right - box_w, 0), top

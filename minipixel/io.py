@@ -24,11 +24,16 @@ null (and NumPy scalars and arrays as plain numbers and lists);
 ``loads_json`` refuses them instead of reading them back as floats.
 
 Untrusted .npz files: ``inspect_npz`` reads only the zip directory and each
-member's .npy header (``numpy.lib.format``, never pickle) and checks, before
-anything is decompressed or allocated, that every member is a plain array,
-that its header's shape and dtype account for exactly the member's size, that
-no member is compressed out of proportion (a zip bomb), and that the whole
-stays under a byte budget. ``load_npz`` then reads the arrays.
+member's .npy header and checks, before anything is decompressed or allocated,
+that every member is a plain array, that its header's shape and dtype account
+for exactly the member's size, that no member is compressed out of proportion
+(a zip bomb), and that the whole stays under a byte budget. ``load_npz`` then
+reads the arrays (all, or the members named). Headers are parsed by this
+module's own reader (``parse_npy_header``: a regular grammar of the three keys
+NumPy writes), never by Python's parser or pickle, so a damaged header, a bad
+CRC or a truncated member can only be an ``NpzError``; an array's bytes are read
+in chunks as they come, so a member that claims more than it holds costs only
+what it holds.
 """
 import contextlib
 import errno
@@ -36,6 +41,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -220,9 +226,17 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not valid JSON (non-finite numbers are written as null)")
 
 
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number (it overflows a float)")
+    return value
+
+
 def loads_json(text):
-    """Parse strict JSON: NaN, Infinity and -Infinity are a ValueError."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """Parse strict JSON: NaN, Infinity, -Infinity and numbers that overflow a float
+    (1e999) are a ValueError."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def write_json(path, obj):
@@ -240,19 +254,89 @@ class NpzError(ValueError):
     larger than the budget allows."""
 
 
-def _member_header(zf, info):
-    """(shape, dtype, header length) of one .npy member, from its header only."""
-    fmt = np.lib.format
-    with zf.open(info) as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise NpzError(f"member {info.filename!r}: .npy format version {version} "
-                           f"is not supported")
-        return shape, dtype, f.tell()
+# What reading a damaged zip can raise (the CRC check, a truncated or corrupt deflate stream).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError,
+               NotImplementedError, RuntimeError, OSError, zlib.error)
+NPY_MAGIC = b"\x93NUMPY"
+MAX_NPY_HEADER = 1 << 16          # NumPy writes headers of a few hundred bytes
+_NPY_ITEM = re.compile(r"\s*'(descr|fortran_order|shape)'\s*:\s*"
+                       r"('[^'\\]*'|True|False|\((?:\s*\d+\s*,)*(?:\s*\d+\s*)?\))\s*(,|$)")
+
+
+def _read_all(f, n, what):
+    """Exactly n bytes of f (a zip member), in chunks; NpzError if it ends first."""
+    data = bytearray()
+    while len(data) < n:
+        chunk = f.read(min(n - len(data), 1 << 20))
+        if not chunk:
+            raise NpzError(f"{what}: expected {n:,} bytes, the member ends after {len(data):,}")
+        data += chunk
+    return data
+
+
+def parse_npy_header(text, what="header"):
+    """(shape, fortran_order, dtype) from an .npy header's text ("{'descr': '<f4',
+    'fortran_order': False, 'shape': (3, 4), }"): a plain dtype only, read by this regular
+    grammar, never by Python's parser, so a damaged header can only be an NpzError."""
+    body = text.strip()
+    if not (body.startswith("{") and body.endswith("}")):
+        raise NpzError(f"{what}: expected a {{'descr', 'fortran_order', 'shape'}} dictionary")
+    body, pos, found = body[1:-1], 0, {}
+    while body[pos:].strip():
+        m = _NPY_ITEM.match(body, pos)
+        if m is None or m.group(1) in found or (m.group(3) == "" and body[m.end():].strip()):
+            raise NpzError(f"{what}: damaged at {body[pos:pos + 40]!r}")
+        found[m.group(1)] = m.group(2)
+        pos = m.end()
+    if set(found) != {"descr", "fortran_order", "shape"}:
+        raise NpzError(f"{what}: expected descr, fortran_order and shape, got {sorted(found)}")
+    if found["descr"][0] != "'" or found["fortran_order"] not in ("True", "False") \
+            or found["shape"][0] != "(":
+        raise NpzError(f"{what}: descr must be a string, fortran_order True or False, shape a "
+                       f"tuple")
+    shape = tuple(int(d) for d in found["shape"][1:-1].split(",") if d.strip())
+    try:
+        dtype = np.dtype(found["descr"][1:-1])
+    except (TypeError, ValueError, OverflowError):
+        raise NpzError(f"{what}: unknown dtype {found['descr'][1:-1]!r}") from None
+    if dtype.hasobject:
+        raise NpzError(f"{what}: holds Python objects (pickled data), which are never loaded")
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise NpzError(f"{what}: dtype {dtype} is not a plain array's")
+    return shape, found["fortran_order"] == "True", dtype
+
+
+def _member_header(f, name):
+    """(shape, fortran_order, dtype, header length) of one .npy member, from its header."""
+    what = f"member {name!r}"
+    magic = _read_all(f, 8, what)
+    if magic[:6] != NPY_MAGIC:
+        raise NpzError(f"{what}: not an .npy array (magic {magic[:6]!r})")
+    version = (magic[6], magic[7])
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise NpzError(f"{what}: .npy format version {version} is not supported")
+    width = 2 if version == (1, 0) else 4
+    length = int.from_bytes(_read_all(f, width, what), "little")
+    if length > MAX_NPY_HEADER:
+        raise NpzError(f"{what}: a header of {length:,} bytes, more than {MAX_NPY_HEADER:,}")
+    raw = _read_all(f, length, what)
+    try:
+        text = raw.decode("utf-8" if version == (3, 0) else "latin1")
+    except UnicodeDecodeError:
+        raise NpzError(f"{what}: the header is not text") from None
+    return (*parse_npy_header(text, what), 8 + width + length)
+
+
+def _member_array(f, name, shape, fortran, dtype, nbytes):
+    """The array after its header, read in chunks as it comes (memory follows the bytes
+    really in the member), then checked to end where the header says (its CRC with it)."""
+    data = _read_all(f, nbytes, f"member {name!r}")
+    if f.read(1):
+        raise NpzError(f"member {name!r}: more data than its header declares")
+    if nbytes == 0 or dtype.itemsize == 0:
+        return np.zeros(shape, dtype)
+    flat = np.frombuffer(data, dtype=dtype)
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
 def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO):
@@ -278,10 +362,8 @@ def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATI
                         and info.file_size > max_ratio * max(info.compress_size, 1)):
                     raise NpzError(f"member {name!r} would expand {info.compress_size:,} bytes "
                                    f"to {info.file_size:,} (a zip bomb?)")
-                shape, dtype, header = _member_header(zf, info)
-                if dtype.hasobject:
-                    raise NpzError(f"member {name!r} holds Python objects (pickled data), "
-                                   f"which are never loaded")
+                with zf.open(info) as f:
+                    shape, _, dtype, header = _member_header(f, name)
                 nbytes = math.prod(shape) * dtype.itemsize
                 if header + nbytes != info.file_size:
                     raise NpzError(f"member {name!r}: its header declares {shape} {dtype} "
@@ -298,22 +380,36 @@ def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATI
             return found
     except NpzError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError,
-            NotImplementedError, RuntimeError, OSError) as e:
+    except _ZIP_ERRORS as e:
         if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
         raise NpzError(f"not a readable .npz (corrupt or truncated?): "
                        f"{type(e).__name__}: {e}") from e
 
 
-def load_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO):
-    """{name: array} of an .npz after ``inspect_npz`` passed; never unpickles."""
-    inspect_npz(path, max_bytes=max_bytes, max_ratio=max_ratio)
+def load_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO, keys=None):
+    """{name: array} of an .npz after ``inspect_npz`` passed (only the members named in
+    `keys`, when given), each read by this module's own .npy reader: never unpickles, never
+    runs Python's parser on a header, and any damage is an NpzError."""
+    declared = inspect_npz(path, max_bytes=max_bytes, max_ratio=max_ratio)
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error) as e:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename[:-4]
+                if keys is not None and name not in keys:
+                    continue
+                with zf.open(info) as f:
+                    shape, fortran, dtype, _ = _member_header(f, info.filename)
+                    if (shape, dtype) != declared.get(name):
+                        raise NpzError(f"member {info.filename!r} changed while it was read")
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    arrays[name] = _member_array(f, info.filename, shape, fortran, dtype, nbytes)
+    except NpzError:
+        raise
+    except _ZIP_ERRORS as e:
         if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
         raise NpzError(f"not a readable .npz (corrupt or truncated?): "
                        f"{type(e).__name__}: {e}") from e
+    return arrays

@@ -25,13 +25,13 @@ adds the parts' gradients into each parameter's ``.grad`` in part order.
   line's default), or the workers and BLAS's own threads fight over the cores.
 - CPU only: on a GPU the device already runs the batch in parallel.
 """
-import numbers
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
 from .models.base import check_images
 from .tensor import grad_mode, gradients, is_grad_enabled
+from .validate import whole
 
 __all__ = ["BatchWorkers", "split_sizes"]
 
@@ -47,9 +47,7 @@ class BatchWorkers:
     """Runs a batch's forward and backward on `workers` threads (1: in the calling thread)."""
 
     def __init__(self, workers=1):
-        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        self.workers = int(workers)
+        self.workers = whole("workers", workers, 1)
         self._pool = None
 
     def close(self):

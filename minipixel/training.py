@@ -39,21 +39,22 @@ Units: the loss is the NLL in nats per image (the paper's unit for MNIST); for
 8-bit data the progress bar and metrics also give bits per dimension.
 """
 import math
-import numbers
 import os
 import time
 
 import numpy as np
 
 from .backend import keep_freed_host_memory, read_scalars
-from .checkpoint import load_checkpoint, nonfinite_count, save_checkpoint, weights_are_finite
+from .checkpoint import (load_checkpoint, nonfinite_count, save_checkpoint, validate_train_state,
+                         weights_are_finite)
 from .interrupts import deferred_interrupts, interrupts
 from .io import write_json
 from .layers.losses import bits_per_dim
-from .nn import OPTIMIZERS, clip_grad_norm, grad_norm, make_optimizer
+from .nn import clip_grad_norm, grad_norm, make_optimizer
 from .parallel import BatchWorkers
 from .progress import Progress
 from .tensor import no_grad
+from .validate import is_finite, whole
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_nll", "epoch_permutation",
            "validate_train_state"]
@@ -72,9 +73,7 @@ def evaluate_nll(model, images, batch_size=100, progress=False, desc="test", wor
     n = len(images)
     if n == 0:
         raise ValueError("evaluate_nll: no images")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise ValueError(f"evaluate_nll: batch_size must be an integer >= 1, got {batch_size!r}")
+    whole("evaluate_nll: batch_size", batch_size, 1)
     own = not isinstance(workers, BatchWorkers)
     workers = BatchWorkers(workers) if own else workers
     workers.check_device(model)
@@ -99,52 +98,6 @@ class TrainingDiverged(FloatingPointError):
     """The loss, a gradient or a weight became non-finite; nothing was saved."""
 
 
-# ---- the training state in a checkpoint ------------------------------------------
-def _is_int(v, low=0):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _is_number(v, low=None):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    return ok and (low is None or v >= low)
-
-
-def validate_train_state(t):
-    """ValueError naming the first problem unless `t` (a checkpoint's training state) holds
-    every setting and counter a resumed run needs, each of the right type and range."""
-    if not isinstance(t, dict):
-        raise ValueError(f"training state must be a JSON object, got {type(t).__name__}")
-    checks = {
-        "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-        "lr": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
-        "batch_size": (lambda v: _is_int(v, 1), "an integer >= 1"),
-        "epochs": (lambda v: _is_int(v), "an integer >= 0"),
-        "seed": (lambda v: _is_int(v), "an integer >= 0"),
-        "clip": (lambda v: v is None or (_is_number(v) and v > 0), "null or a finite number > 0"),
-        "dataset": (lambda v: v is None or (isinstance(v, dict) and all(isinstance(k, str)
-                                                                         for k in v)),
-                    "null or a JSON object"),
-        "epoch": (lambda v: _is_int(v), "an integer >= 0"),
-        "step": (lambda v: _is_int(v), "an integer >= 0"),
-        "global_step": (lambda v: _is_int(v), "an integer >= 0"),
-        "loss_sum": (lambda v: _is_number(v, 0), "a finite number >= 0"),
-        "loss_images": (lambda v: _is_int(v), "an integer >= 0"),
-        "train_time_s": (lambda v: _is_number(v, 0), "a finite number >= 0"),
-        "history": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
-                    "a list of JSON objects"),
-    }
-    missing = [k for k in checks if k not in t]
-    if missing:
-        raise ValueError(f"training state lacks {', '.join(missing)}")
-    for key, (ok, what) in checks.items():
-        if not ok(t[key]):
-            raise ValueError(f"training state: {key} must be {what}, got {t[key]!r}")
-    if t["global_step"] < t["step"]:
-        raise ValueError(f"training state: global_step {t['global_step']} is smaller than "
-                         f"the step within the epoch, {t['step']}")
-    return t
-
-
 # ---- the loop -----------------------------------------------------------------
 class Trainer:
     """Trains `model` on uint8 images; see the module docstring for the guarantees.
@@ -166,9 +119,8 @@ class Trainer:
         for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0),
                                  ("seed", seed, 0), ("eval_batch_size", eval_batch_size, 1),
                                  ("max_steps", 1 if max_steps is None else max_steps, 1)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if clip is not None and not (_is_number(clip) and clip > 0):
+            whole(name, value, low)
+        if clip is not None and not is_finite(clip, 0, above=True):
             raise ValueError(f"clip must be None (off) or a finite number > 0, got {clip!r}")
         if len(train_images) == 0:
             raise ValueError("no training images")
@@ -198,7 +150,8 @@ class Trainer:
         return None if self.out is None else os.path.join(self.out, "metrics.json")
 
     def train_state(self):
-        return {**self.settings, **self.state, "status": self.status}
+        return {**self.settings, **self.state, "status": self.status,
+                "threads": self.workers.workers}      # a resume uses it unless told
 
     def save(self, path=None):
         """Checkpoint (model, optimizer, settings, position) to `path` or out/checkpoint.npz.
@@ -234,7 +187,8 @@ class Trainer:
                **kwargs):
         """A Trainer that continues the run saved in `checkpoint` (a path or Checkpoint).
         The whole saved state is checked against the model and the data first: ValueError
-        (naming the checkpoint) before any step is taken."""
+        (naming the checkpoint) before any step is taken. workers (None or absent): the
+        worker count the checkpoint's run used, so the resumed run is bit-exact."""
         ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
         t = ckpt.train
         if not t or "global_step" not in t:
@@ -244,6 +198,8 @@ class Trainer:
         except ValueError as e:
             raise ValueError(f"{ckpt.path}: {e}") from None
         model = ckpt.model if device == "cpu" else ckpt.model.to(device)
+        if kwargs.get("workers") is None:          # the saved run's count (CPU only)
+            kwargs["workers"] = t.get("threads", 1) if device == "cpu" else 1
         trainer = cls(model, train_images, test_images, optimizer=t["optimizer"], lr=t["lr"],
                       batch_size=t["batch_size"], epochs=t["epochs"] if epochs is None else epochs,
                       seed=t["seed"], clip=t["clip"], dataset=t.get("dataset"), **kwargs)

@@ -372,6 +372,13 @@ DAMAGED_STATE = {
     "clip of -1": edit_json("train", lambda t: t.update(clip=-1)),
     "unknown dataset setting": edit_json("train", lambda t: t["dataset"].update(colour="red")),
     "train state not an object": _set("train", np.array("[1, 2]")),
+    # a field a resumed run reads only at the end of an epoch: it trained a whole epoch,
+    # then died with a traceback
+    "CPU time the string nan": edit_json("train", lambda t: t.update(train_cpu_s="nan")),
+    "CPU time negative": edit_json("train", lambda t: t.update(train_cpu_s=-1.0)),
+    "thread count 0": edit_json("train", lambda t: t.update(threads=0)),
+    "history entry's test NLL a string": edit_json(
+        "train", lambda t: t["history"][0].update(test_nll_nats="nan")),
 }
 
 

@@ -116,3 +116,66 @@ def test_saving_is_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, model, opt, {"epoch": 2})
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["c.npz"]                # no temporary file left behind
+
+
+# ---- damaged .npy headers in realistically sized members ---------------------------------
+def _realistic(tmp_path):
+    """The default main job's model (h=16, 2 layers, out_hidden 32) with Adam state: members
+    over 8 KB, so the zip reader hands out a header before it has checked the CRC."""
+    model = build("diagonal", channels=1, levels=2, h=16, layers=2, out_hidden=32, seed=0)
+    opt = make_optimizer("adam", model.parameters())
+    path = save_checkpoint(tmp_path / "big.npz", model, opt, {"epoch": 0})
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+        raw = open(path, "rb").read()
+    at = info.header_offset                  # the local header: name and extra lengths
+    start = at + 30 + int.from_bytes(raw[at + 26:at + 28], "little") \
+        + int.from_bytes(raw[at + 28:at + 30], "little")
+    assert info.file_size > 4 << 10 and raw[start:start + 6] == b"\x93NUMPY"
+    return path, raw, info, start
+
+
+def test_a_flipped_header_byte_in_a_large_member_is_a_checkpoint_error(tmp_path):
+    """A byte changed in the header of a member over 4 KB gave tokenize.TokenError (the
+    header was parsed by Python's tokenizer before the CRC was checked)."""
+    path, raw, info, start = _realistic(tmp_path)
+    header_len = int.from_bytes(raw[start + 8:start + 10], "little")
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "bad.npz"
+    for offset in range(10, 10 + header_len, 2):
+        for value in (rng.integers(0, 256), ord("("), ord("'"), ord("{"), 0):
+            data = bytearray(raw)
+            data[start + offset] = value
+            bad.write_bytes(bytes(data))
+            try:
+                load_checkpoint(bad)
+            except CheckpointError as e:
+                assert "\n" not in str(e)
+
+
+def test_an_edited_header_with_valid_checksums_is_a_checkpoint_error(tmp_path):
+    """The same edits written with fresh CRCs: NumPy's header parser raised TokenError or
+    SyntaxError; this module's own reader can only refuse with the format error."""
+    import zipfile
+    path, raw, info, start = _realistic(tmp_path)
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    body = members[info.filename]
+    header_len = int.from_bytes(body[8:10], "little")
+    edits = [b"'", b"(", b")", b"{", b"}", b",", b":", b"\\", b"\x00", b"9", b" ", b"\n"]
+    bad = tmp_path / "edited.npz"
+    refused = 0
+    for offset in range(10, 10 + header_len):
+        for edit in edits[offset % len(edits):] [:3]:
+            member = bytearray(body)
+            member[offset:offset + 1] = edit
+            with zipfile.ZipFile(bad, "w") as zf:
+                for name, data in members.items():
+                    zf.writestr(name, bytes(member) if name == info.filename else data)
+            try:
+                load_checkpoint(bad)
+            except CheckpointError as e:
+                refused += 1
+                assert "\n" not in str(e)
+    assert refused > header_len            # most edits break the header

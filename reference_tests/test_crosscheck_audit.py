@@ -2,6 +2,7 @@
 
 The PyTorch cases (BatchNorm, Row LSTM padding) are in test_crosscheck_audit_torch.py.
 """
+import json
 import os
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 
 from minipixel.causality import PROBE_SLOPE, dependency_map
 from minipixel.crosscheck.adapters import model_fn, tiny
-from minipixel.crosscheck.audit import (AuditError, FunctionRaised, NondeterministicError,
-                                        audit)
+from minipixel.crosscheck.audit import (DEFAULT_BATCH, AuditError, FunctionRaised,
+                                        NondeterministicError, audit)
 from minipixel.crosscheck.audit_cli import audit_main
 from minipixel.layers.conv import MaskedConv2d
 from minipixel.models import build
@@ -306,7 +307,7 @@ FACTORY = '''
 import numpy as np
 from helper_next_to_it import shift          # a module beside this file
 
-def make(leak=True, crash=False, noisy=False):
+def make(leak=True, crash=False, noisy=False, overflow=False):
     def fn(images):
         if crash:
             raise TypeError("bad things inside the model")
@@ -314,6 +315,8 @@ def make(leak=True, crash=False, noisy=False):
         out = shift(x)
         if leak:
             out[:, 0, 2, 1] += x[:, 0, 2, 2]
+        if overflow:                         # a later sub-pixel sends a logit to infinity
+            out[:, 0, 0, 0] += np.where(x[:, 0, 3, 3] > 0, np.inf, 0.0)
         if noisy:
             out += np.random.default_rng().normal(size=out.shape)
         return out
@@ -420,3 +423,74 @@ def test_audit_a_checkpoint(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "logits came in float64" in out and "result: PASS" in out
     assert audit_main([str(tmp_path / "nothing.npz")]) == 2
+
+
+# ---- the batch checks' own pairs of evaluations ------------------------------------------
+def sees_previous_image(images):
+    """Causal wiring, plus image i of a call seeing image i-1 at 1e-3 of its values."""
+    out = causal_rgb(images, leak=False)
+    out[1:] += 1e-3 * images[:-1]
+    return out
+
+
+def moves_with_position(images):
+    """Causal wiring, plus 1e-3 times the image's position in its call: no companion
+    changes it, only where it sits."""
+    out = causal_rgb(images, leak=False)
+    return out + 1e-3 * np.arange(len(images))[:, None, None, None]
+
+
+def moves_with_companions(images):
+    """Causal wiring, plus 1e-3 times the sum of the other images of the call, wherever the
+    image sits."""
+    out = causal_rgb(images, leak=False)
+    return out + 1e-3 * (images.sum(axis=0, keepdims=True) - images)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_coupling_to_the_previous_image_fails_both_designs_with_its_size(per_image):
+    """The per-image design measured its noise floor with the coupled calls themselves, so
+    the coupling raised the threshold above itself and passed: coupling is judged against
+    a floor measured without companions."""
+    report = audit(sees_previous_image, 3, 4, H=4, W=4, bases=1, per_image=per_image)
+    assert report.coupled and not report.passed
+    # the base last in its call sees the last companion: 1e-3 * (up to 3 levels of change)
+    assert report.coupling.max() == pytest.approx(3e-3)
+    assert report.coupling_threshold == 0.0
+    assert "BATCH COUPLING" in report.format() and "batch coupling" in report.format()
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_position_in_the_call_is_reported_as_position_not_coupling(per_image):
+    """The coupling check compares the base with new companions against the base with the
+    old ones at the same place in the call: a function that moves with position only shows
+    no coupling, and its position change is reported under its own name, with its size."""
+    report = audit(moves_with_position, 3, 4, H=4, W=4, bases=1, per_image=per_image)
+    assert report.coupling.max() == 0.0 and not report.coupled
+    last = (report.batch - 1) if per_image else (DEFAULT_BATCH - 1)
+    assert report.position.max() == pytest.approx(1e-3 * last)
+    text = report.format()
+    assert "position in the call" in text and "BATCH COUPLING" not in text
+    if per_image:        # the per-image design's floor is this change: it would hide leaks
+        assert not report.passed and "position" in text.splitlines()[-1]
+    else:                # the isolated design holds the image of interest at one place
+        assert report.passed
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_coupling_to_companions_is_coupling_with_its_size(per_image):
+    report = audit(moves_with_companions, 3, 4, H=4, W=4, bases=1, per_image=per_image)
+    assert report.coupled and not report.passed
+    assert report.position.max() == 0.0
+    # each companion sub-pixel may change by up to 3 levels; 3 companions move together
+    assert 1e-3 - 1e-12 <= report.coupling.max() <= 9e-3 + 1e-12
+    assert report.to_dict()["batch_coupling"] == pytest.approx(
+        report.coupling.max() / report.scale)
+
+
+def test_audit_json_is_strict_json(factory_file, capsys):
+    """--json printed Infinity (a leak whose size is infinite), which is not JSON."""
+    code = audit_main([factory_file, "--kwargs", '{"overflow": true}', *SMALL, "--json"])
+    text = capsys.readouterr().out
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
+    assert code == 1 and report["passed"] is False and report["leaks"]

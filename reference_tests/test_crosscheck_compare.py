@@ -201,3 +201,48 @@ def test_reference_size_flags_are_checked(tmp_path, capsys):
     assert main(["reference", str(tmp_path / "r.npz"), "--model", "pixelcnn", "--levels",
                  "1"]) == 2
     assert not (tmp_path / "r.npz").exists()
+
+
+def test_relative_error_is_against_the_reference_scale(files):
+    """Twice the reference is off by the reference's own size (exactly 1.0), half of it by
+    0.5: the scale is the reference's max |value|, not the second file's."""
+    ref = read_reference(files / "ref.npz")
+    for factor, rel in ((2.0, 1.0), (0.5, 0.5)):
+        report = compare(ref, {"logits": ref["logits"] * factor, "nll": ref["nll"] * factor})
+        assert report.result("logits").max_rel == rel and report.result("nll").max_rel == rel
+        assert not report.passed
+
+
+@pytest.mark.parametrize("flags", [["--rtol", "1e307"], ["--rtol", "1e308"], ["--atol", "1e308"],
+                                   ["--rtol", "1e307", "--atol", "1e308"], ["--rtol", "1e300"]])
+def test_all_nan_output_fails_whatever_the_tolerance(files, tmp_path, capsys, flags):
+    """rtol * scale overflowed to infinity (nll's scale is about 200) and inf <= inf passed
+    an all-NaN output: a non-finite value fails unless --allow-nan, and a tolerance whose
+    product with the scale is not finite is refused as a flag (exit 2, one line)."""
+    ref = read_reference(files / "ref.npz")
+    nan = {"nll": np.full_like(ref["nll"], np.nan)}              # the largest scale
+    path = save(tmp_path / "nan.npz", ref, **nan)
+    code = compare_main([str(files / "ref.npz"), path, *flags])
+    out, err = capsys.readouterr()
+    rtol = float(flags[flags.index("--rtol") + 1]) if "--rtol" in flags else 1e-9
+    atol = float(flags[flags.index("--atol") + 1]) if "--atol" in flags else 0.0
+    with np.errstate(over="ignore"):
+        limit = rtol * np.abs(ref["nll"]).max() + atol
+    if np.isfinite(limit):
+        assert code == 1 and "result: FAIL" in out
+    else:
+        assert code == 2 and err.count("\n") == 1 and "not a finite tolerance" in err
+    with pytest.raises(ValueError, match="not a finite tolerance"):
+        compare(ref, {"nll": ref["nll"]}, rtol=1e307)
+    report = compare(ref, nan, rtol=1e300, atol=1e300)
+    assert not report.passed and report.result("nll").n_bad == ref["nll"].size
+
+
+def test_json_output_is_strict_json(files, tmp_path, capsys):
+    """--json printed Infinity (an infinite error), which is not JSON."""
+    ref = read_reference(files / "ref.npz")
+    inf = save(tmp_path / "inf.npz", ref, logits=np.full_like(ref["logits"], np.inf))
+    assert compare_main([str(files / "ref.npz"), inf, "--json"]) == 1
+    text = capsys.readouterr().out
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
+    assert report["passed"] is False and "Infinity" not in text and "NaN" not in text

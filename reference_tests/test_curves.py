@@ -150,3 +150,36 @@ def test_any_number_of_epochs_draws_inside_the_picture(epochs):
                 "test_nll_nats": 99.0 - e} for e in range(epochs)]
     image = curves_figure([history_curves(history, "run")], width=320, height=200)
     assert image.shape == (200, 320, 3)
+
+
+def test_labels_of_any_length_are_cut_to_fit():
+    """A legend label of 100+ characters drew past the picture's edge: IndexError."""
+    from minipixel.curves import curves_figure, fit_label, history_curves
+    h = [{"epoch": 1, "train_nll_nats": 3.0, "test_nll_nats": 2.0},
+         {"epoch": 2, "train_nll_nats": 2.5, "test_nll_nats": 1.9}]
+    image = curves_figure([history_curves(h, "x" * 150), history_curves(h, "y\n" * 80)],
+                          title="t" * 300, references=[(2.2, "r" * 400)], width=200, height=150)
+    assert image.shape == (150, 200, 3)
+    assert fit_label("x" * 150, 60).endswith("...") and len(fit_label("x" * 150, 60)) == 10
+    assert fit_label("short", 60) == "short"
+
+
+def test_train_in_a_folder_with_a_long_name_keeps_every_metrics_field(tmp_path):
+    """train saved the checkpoint, then died drawing curves.png for a 100+ character
+    folder name, leaving metrics.json without its final fields."""
+    from bad_files import train_tiny
+    out = tmp_path / ("run-" + "n" * 150)
+    train_tiny(out, epochs=1)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and "cpu_time_s" in metrics
+    assert metrics["curves_png"] == str(out / "curves.png") and (out / "curves.png").exists()
+
+
+def test_plot_refuses_an_epoch_of_1e999_in_one_line(tmp_path, capsys):
+    """`"epoch": 1e999` read as infinity and crashed int(): strict JSON refuses it."""
+    from minipixel.cli import main
+    (tmp_path / "metrics.json").write_text(
+        '{"history": [{"epoch": 1e999, "train_nll_nats": 1.0, "test_nll_nats": 1.0}]}')
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1e999" in err and "metrics.json" in err

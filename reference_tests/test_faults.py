@@ -4,6 +4,7 @@ In every case the checkpoint on disk stays loadable and finite, and a good one i
 replaced by a worse one."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from bad_files import (ROOT, TINY, assert_one_line_error, cli, file_bytes, spawn_train,
                        train_tiny, wait_for_line)
 from minipixel.checkpoint import load_checkpoint
+from minipixel.cli import main
 from minipixel.interrupts import Interrupted, deferred_interrupts, interrupts
 from minipixel.models import build
 from minipixel.runlock import LOCK_NAME, RunLock
@@ -255,3 +257,44 @@ def test_only_the_temporaries_of_the_run_files_are_cleared(tmp_path):
     removed = remove_stale_temporaries(tmp_path, ("checkpoint.npz", "metrics.json"))
     assert sorted(os.path.basename(p) for p in removed) == sorted(names[:2])
     assert sorted(os.listdir(tmp_path)) == sorted(names[2:])
+
+
+def test_a_resume_reads_its_checkpoint_under_the_lock(tmp_path, capsys, monkeypatch):
+    """The race: `train --resume` read its checkpoint, then another run in the folder
+    finished, then the resume took the lock and overwrote the finished run with the stale
+    state. Here the other run finishes just before the lock is taken: the resume must go
+    on from the finished checkpoint (nothing left to train), not from the stale one."""
+    from bad_files import train_tiny
+    from minipixel.cli import train as train_cli
+    stale = train_tiny(tmp_path / "run", "--max-steps", "2")
+    finished = train_tiny(tmp_path / "other")              # the same run, to the end
+    done = load_checkpoint(finished).train
+    real_acquire = train_cli.RunLock.acquire
+
+    def other_run_finishes_first(self):
+        shutil.copyfile(finished, stale)
+        return real_acquire(self)
+    monkeypatch.setattr(train_cli.RunLock, "acquire", other_run_finishes_first)
+    monkeypatch.setattr(Trainer, "train_step",                # nothing is left to train
+                        lambda self, batch: pytest.fail("trained from the stale checkpoint"))
+    capsys.readouterr()
+    assert main(["train", "--resume", stale, "--no-progress", "--samples", "0"]) == 0
+    after = load_checkpoint(stale).train
+    assert after["global_step"] == done["global_step"] and after["history"] == done["history"]
+
+
+def test_a_resume_uses_the_saved_thread_count(tmp_path, capsys):
+    """A --threads 2 run resumed without --threads went on with one worker and differed by
+    about 1e-8: the count is stored in the checkpoint and used unless --threads is given."""
+    from bad_files import train_tiny
+    whole = train_tiny(tmp_path / "whole", "--threads", "2")
+    part = train_tiny(tmp_path / "part", "--threads", "2", "--max-steps", "4")
+    assert load_checkpoint(part).train["threads"] == 2
+    assert main(["train", "--resume", part, "--no-progress", "--samples", "0"]) == 0
+    a, b = load_checkpoint(whole), load_checkpoint(part)
+    for name, value in a.model_state.items():
+        np.testing.assert_array_equal(b.model_state[name], value)
+    assert json.load(open(tmp_path / "part" / "metrics.json"))["workers"] == 2
+    assert main(["train", "--resume", part, "--threads", "1", "--epochs", "3", "--no-progress",
+                 "--samples", "0"]) == 0
+    assert json.load(open(tmp_path / "part" / "metrics.json"))["workers"] == 1

@@ -123,3 +123,25 @@ def test_bits_per_dim():
     # a uniform 256-way model: 8 bits per sub-pixel
     dims = 3 * 32 * 32
     assert bits_per_dim(dims * math.log(256), dims) == pytest.approx(8.0, rel=1e-14)
+
+
+@pytest.mark.parametrize("shift", [1e3, -1e3, 3e5])
+def test_fused_softmax_nll_is_unchanged_by_a_large_shift_of_the_logits(shift):
+    """The fused loss subtracts each position's max logit before exp: adding a large
+    constant (e^1000 overflows) leaves the loss and its gradient unchanged and finite."""
+    from minipixel.fast.losses import softmax_nll
+    from minipixel.tensor import Tensor
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2, 5, 3, 4))
+    t = rng.integers(0, 5, size=(2, 3, 4))
+    base, moved = Tensor(z, requires_grad=True), Tensor(z + shift, requires_grad=True)
+    a, b = softmax_nll(base, t), softmax_nll(moved, t)
+    a.sum().backward()
+    b.sum().backward()
+    assert np.isfinite(b.data).all() and np.isfinite(moved.grad).all()
+    np.testing.assert_allclose(b.data, a.data, rtol=0, atol=1e-9 * (1 + abs(shift) * 1e-3))
+    np.testing.assert_allclose(moved.grad, base.grad, rtol=0, atol=1e-12 * (1 + abs(shift)))
+    # and it is the log-softmax written out on the unshifted logits
+    ref = -(z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1,
+                                                                                    keepdims=True)))
+    np.testing.assert_allclose(a.data, np.take_along_axis(ref, t[:, None], 1)[:, 0], rtol=1e-12)

@@ -350,3 +350,18 @@ def test_clip_then_step_uses_the_clipped_gradient(device):
     assert float(clip_grad_norm([p], 5.0)) == pytest.approx(50.0)   # a 0-d array on the device
     SGD([p], lr=1.0).step()
     np.testing.assert_allclose(to_numpy(p.data), [-3.0, -4.0], rtol=1e-10)
+
+
+def test_rmsprop_first_step_from_a_zero_average_is_the_formula_written_out():
+    """One step from s = 0 (the paper's optimizer, Tieleman and Hinton's form):
+    s1 = (1 - alpha) g^2,  p1 = p0 - lr g / (sqrt(s1) + eps), here with g = p (loss p^2/2)."""
+    p0 = np.array([1.0, -2.0, 0.5])
+    p = Parameter(p0.copy())
+    lr, alpha, eps = 0.1, 0.9, 1e-3
+    opt = RMSProp([p], lr=lr, alpha=alpha, eps=eps)
+    ((p * p) * 0.5).sum().backward()
+    opt.step()
+    s1 = (1 - alpha) * p0 ** 2
+    np.testing.assert_allclose(p.data, p0 - lr * p0 / (np.sqrt(s1) + eps), rtol=1e-14)
+    # the same numbers by hand for the first entry: s1 = 0.1, p1 = 1 - 0.1 / (0.3162278 + 1e-3)
+    np.testing.assert_allclose(p.data[0], 1 - 0.1 / (0.1 ** 0.5 + 1e-3), rtol=1e-14)

@@ -27,15 +27,16 @@ def add_device(p):
                    help="where to compute (cuda needs CuPy and a GPU; default %(default)s)")
 
 
-def add_threads(p):
-    p.add_argument("--threads", type=POSITIVE, default=1, metavar="N",
-                   help="threads that share each batch on the CPU, each with single-threaded "
-                        "BLAS (default 1; as many as cores speeds up the PixelCNNs and the RGB "
-                        "models; the small binary scans gain little or lose)")
+def add_threads(p, default=1, default_help="1"):
+    p.add_argument("--threads", type=POSITIVE, default=default, metavar="N",
+                   help=f"threads that share each batch on the CPU, each with single-threaded "
+                        f"BLAS (default {default_help}; as many as cores speeds up the "
+                        f"PixelCNNs and the RGB models; the small binary scans gain little or "
+                        f"lose)")
 
 
 def check_threads(args, dev):
-    if args.threads > 1 and dev != "cpu":
+    if (args.threads or 1) > 1 and dev != "cpu":
         raise CLIError(f"--threads {args.threads} splits batches on the CPU; "
                        f"on --device {dev} use 1")
     return args.threads
@@ -137,6 +138,14 @@ def load_model(path, dev="cpu", fast=True):
     model = ckpt.model if fast else ckpt.model.variant(fast=False)
     model = model if dev == "cpu" else model.to(dev)
     return model, ckpt
+
+
+def open_checkpoint(path, dev="cpu", fast=True):
+    """What every command that reads a checkpoint starts with: (model on `dev`, checkpoint,
+    the dataset spec it was trained on, or the embedded digits of its kind), one-line
+    errors. fast=False: the model on the paper path."""
+    model, ckpt = load_model(path, dev, fast)
+    return model, ckpt, spec_for_model(model, (ckpt.train or {}).get("dataset"))
 
 
 def default_output(checkpoint, name):

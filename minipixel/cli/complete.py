@@ -9,8 +9,8 @@ import numpy as np
 
 from ..argtypes import NON_NEGATIVE, POSITIVE, SEED
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, check_output,
-                     dataset_spec, default_output, device, load_data, load_model, progress_printer,
-                     spec_for_model)
+                     dataset_spec, default_output, device, load_data, open_checkpoint,
+                     progress_printer)
 
 
 def add_parser(sub):
@@ -45,9 +45,9 @@ def run(args):
     from ..sampling import sample
     dev = device(args.device)
     out = args.out or default_output(args.checkpoint, "completions.png")
-    model, ckpt = load_model(args.checkpoint, dev)
+    model, _, spec = open_checkpoint(args.checkpoint, dev)
     check_output(out)
-    base = dict(spec_for_model(model, (ckpt.train or {}).get("dataset")), n_train=None)
+    base = dict(spec, n_train=None)
     spec = dataset_spec(args, base)
     spec.update(n_test=None)
     data = load_data(spec, splits=("test",))   # only the test images are needed

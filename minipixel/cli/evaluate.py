@@ -4,7 +4,7 @@ import math
 from ..argtypes import POSITIVE
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
                      add_threads, check_fits, check_output, check_threads, dataset_spec, device,
-                     load_data, load_model, spec_for_model)
+                     load_data, open_checkpoint)
 
 
 def add_parser(sub):
@@ -32,9 +32,8 @@ def run(args):
     check_threads(args, dev)
     if args.json:
         check_output(args.json, flag="--json")
-    model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
-    base = spec_for_model(model, (ckpt.train or {}).get("dataset"))
-    base = dict(base, n_train=None)
+    model, _, spec = open_checkpoint(args.checkpoint, dev, fast=not args.paper_path)
+    base = dict(spec, n_train=None)
     data = load_data(dataset_spec(args, base), splits=(args.split,))
     check_fits(model, data)
     images = data.test if args.split == "test" else data.train

@@ -3,7 +3,7 @@ import time
 
 from ..argtypes import POSITIVE, SEED
 from .common import (HelpFormatter, add_device, add_paper_path, check_output, default_output,
-                     device, image_size, load_model, progress_printer, spec_for_model)
+                     device, image_size, open_checkpoint, progress_printer)
 
 
 def add_parser(sub):
@@ -38,11 +38,11 @@ def run(args):
     from ..sampling import sample
     dev = device(args.device)
     out = args.out or default_output(args.checkpoint, "samples.png")
-    model, ckpt = load_model(args.checkpoint, dev, fast=not args.paper_path)
+    model, _, spec = open_checkpoint(args.checkpoint, dev, fast=not args.paper_path)
     check_output(out)
     if args.npy:
         check_output(args.npy, flag="--npy")
-    H, W = args.size or image_size(spec_for_model(model, (ckpt.train or {}).get("dataset")))
+    H, W = args.size or image_size(spec)
     t = time.perf_counter()
     images = sample(model, args.n, H, W, seed=args.seed, cached=not args.naive,
                     progress=progress_printer("sampling"))

@@ -15,13 +15,13 @@ import time
 
 import numpy as np
 
-from ..checkpoint import min_parameters
+from ..checkpoint import min_parameters, validate_train_state
 from ..io import remove_stale_temporaries
 from ..argtypes import NON_NEGATIVE, POSITIVE, SEED, number
 from ..models import MODELS, PRESETS, build
 from ..nn import DEFAULT_LR, OPTIMIZERS
 from ..runlock import RunLock
-from ..training import Trainer, validate_train_state
+from ..training import Trainer
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
                      add_threads, check_fits, check_output, check_threads, dataset_spec, device,
                      load_data, load_model)
@@ -98,7 +98,7 @@ def add_parser(sub):
                         "instead of the exact cached one")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device(p)
-    add_threads(p)
+    add_threads(p, default=None, default_help="1, or the checkpoint's run's with --resume")
     add_paper_path(p)
     p.set_defaults(run=run)
     return p
@@ -152,7 +152,7 @@ def _new_trainer(args, dev, log):
                       epochs=MAIN_JOB["epochs"] if args.epochs is None else args.epochs,
                       seed=args.seed or 0, clip=clip or None, dataset=spec,
                       max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
-                      progress=not args.no_progress, log=log, workers=args.threads)
+                      progress=not args.no_progress, log=log, workers=args.threads or 1)
     return trainer, data
 
 
@@ -193,8 +193,8 @@ def _write_curves(out, history, title, log):
     try:
         return write_png(os.path.join(out, "curves.png"),
                          curves_figure([history_curves(history, label)], title=title))
-    except (OSError, ValueError) as e:
-        log(f"note: no learning-curve plot written: {e}")
+    except Exception as e:                     # noqa: BLE001 -- a figure never costs the metrics
+        log(f"note: no learning-curve plot written: {type(e).__name__}: {e}")
         return None
 
 
@@ -209,17 +209,21 @@ def _output_folder(args):
 
 
 def run(args):
-    """Check everything (flags, files, the output folder), lock the folder, then train."""
+    """Check the flags and the output folder, lock the folder, then read the checkpoint (or
+    the data) under the lock, check everything, and train. Reading a checkpoint before the
+    lock let a run that finished in between be overwritten by the stale state."""
     t0, c0 = time.perf_counter(), time.process_time()
     dev = device(args.device)
     check_threads(args, dev)
 
     def log(*a):
         print(*a, flush=True)
-    trainer, data = (_resumed_trainer if args.resume else _new_trainer)(args, dev, log)
+    if args.resume and not os.path.exists(args.resume):     # before its folder is made
+        raise CLIError(f"checkpoint not found: {args.resume}")
     out = _output_folder(args)
     check_output(out, directory=True)          # unwritable, a file, a full disk: before training
     with RunLock(out):
+        trainer, data = (_resumed_trainer if args.resume else _new_trainer)(args, dev, log)
         remove_stale_temporaries(out, RUN_FILES)
         trainer.out = out
         return _train(args, trainer, data, dev, out, (t0, c0), log)

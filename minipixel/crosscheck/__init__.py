@@ -2,7 +2,8 @@
 
     reference.py   reference files: params, masks, images, every output and gradient (the format)
     compare.py     compare two reference files array by array; first diverging layer and position
-    audit.py       black-box causality audit of any images -> logits function
+    audit.py       black-box causality audit of any images -> logits function (measuring)
+    report.py      the audit's report: verdict, text, JSON, map
     audit_cli.py   the `minipixel audit` command: loading targets, exit codes
     fields.py      the exact receptive fields of the paper's models, for audit --expect
     adapters.py    logits layouts; minipixel models, torch modules, checkpoints as audit functions

@@ -23,6 +23,7 @@ import traceback
 
 from .adapters import LAYOUTS, checkpoint_fn, is_torch_module, torch_fn
 from ..argtypes import OneLineParser, fraction, integer, number
+from ..io import dumps_json
 from .audit import (DEFAULT_BASES, DEFAULT_BATCH, DEFAULT_TOL, AuditError, FunctionRaised,
                     audit)
 from .fields import KINDS
@@ -248,7 +249,7 @@ def audit_main(argv=None):
         print(f"minipixel audit: {e}", file=err)
         return 2
     if a.json:
-        print(json.dumps(report.to_dict()))
+        print(dumps_json(report.to_dict()))
     else:
         print(report.format(a.max_lines))
         for text in texts:

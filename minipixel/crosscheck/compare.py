@@ -16,7 +16,10 @@ logits hold many near-zero entries whose elementwise relative error says nothing
 
 Non-finite values: a NaN or an infinity anywhere in either file is a failure
 (also in a reference array the second file does not hold), unless
-allow_nan=True and both files hold the same non-finite value at the same place.
+allow_nan=True and both files hold the same non-finite value at the same place,
+whatever the tolerances; tolerances whose rtol * scale + atol is not finite
+are refused (ValueError, exit 2) rather than compared with. --json output is
+strict JSON: an infinite error is written as null.
 Arrays of strings or booleans pass when equal. A shape mismatch fails and
 counts as an infinite error.
 
@@ -25,7 +28,6 @@ report gives the first diverging element in raster order: image, row,
 column, colour (a feature channel's colour group, masks.py), then channel or
 value; and the first array of the forward pass that diverges.
 """
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..layers.masks import channel_groups
+from ..io import dumps_json
+from ..validate import finite
 from .reference import Reference, ReferenceFormatError, check_arrays, read_reference
 
 RTOL = {"float64": 1e-9, "float32": 1e-4, "float16": 1e-2}
@@ -243,7 +247,14 @@ def compare_arrays(key, ref, theirs, rtol=None, colours=1, atol=0.0, allow_nan=F
         diff = np.where(nonfinite, np.where(allow_nan & same, 0.0, np.inf), diff)
         res.max_abs = float(diff.max()) if diff.size else 0.0
         res.max_rel = res.max_abs / scale
-        bad = diff > res.rtol * scale + atol
+        limit = res.rtol * scale + atol
+        if not math.isfinite(limit):
+            raise ValueError(f"{key}: rtol {res.rtol:g} times the reference's scale "
+                             f"{scale:.6g}, plus atol {atol:g}, is not a finite tolerance; "
+                             f"give smaller --rtol / --atol")
+        # a non-finite value fails whatever the tolerance (inf > inf is False), unless
+        # allow_nan and both files hold the same one there
+        bad = (diff > limit) | (nonfinite & ~(allow_nan & same))
         n_ref, n_their = int((~np.isfinite(r64)).sum()), int((~np.isfinite(t64)).sum())
         if n_ref or n_their:
             res.note = (f"non-finite values: {n_ref} in the reference, {n_their} in theirs"
@@ -287,8 +298,8 @@ def compare(ref, theirs, rtol=None, atol=0.0, allow_nan=False):
     absolute tolerance added to it; allow_nan: NaN and infinities pass where both
     files hold the same value at the same place (else any is a failure)."""
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if value is not None:
+            finite(name, value, 0)
     ref_name = ref if isinstance(ref, str) else getattr(ref, "path", None) or "<reference>"
     their_name = theirs if isinstance(theirs, str) else getattr(theirs, "path", None) or "<theirs>"
     ref, theirs = _as_reference(ref, strict=False), _as_reference(theirs, strict=False)
@@ -347,6 +358,6 @@ def compare_main(argv=None):
     except (ReferenceFormatError, OSError, ValueError) as e:
         print(f"minipixel compare: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(report.to_dict(), indent=1, default=float) if a.json
+    print(dumps_json(report.to_dict(), indent=1) if a.json
           else report.format(first_only=a.quiet))
     return 0 if report.passed else 1

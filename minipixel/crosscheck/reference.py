@@ -92,18 +92,18 @@ input group g' if g' < g (mask A) or g' <= g (mask B).
 import json
 import os
 import zipfile
-import zlib
 
 import numpy as np
 
 from ..backend import to_numpy
-from ..io import atomic_savez_compressed
+from ..io import NpzError, atomic_savez_compressed, load_npz, loads_json
 from ..layers import MaskedConv2d
 from ..models import MODELS, build
 
 FORMAT, VERSION = "minipixel-reference", 1
 MODEL_KEYS = ("model", "channels", "levels", "h", "layers", "out_hidden", "seed", "dtype")
 REQUIRED = ("config", "images", "logits", "nll")
+MAX_REFERENCE_BYTES = 1 << 30      # all arrays of one reference file (checked from headers)
 
 
 class ReferenceFormatError(ValueError):
@@ -206,7 +206,8 @@ def reference_arrays(model_or_config, seed=0, batch=2, H=5, W=6, dtype=None):
     model = make_model(model_or_config, dtype)
     images = images_for(model.config, seed, batch, H, W)
     arrays = compute_arrays(model, images)
-    arrays["config"] = np.array(json.dumps(reference_config(model, seed, batch, H, W), sort_keys=True))
+    arrays["config"] = np.array(json.dumps(reference_config(model, seed, batch, H, W),
+                                           sort_keys=True, allow_nan=False))
     return arrays
 
 
@@ -231,18 +232,12 @@ def read_reference(path, strict=True):
             raise FileNotFoundError(f"no reference file {path}")
         raise ReferenceFormatError(f"{path}: not a readable .npz reference file (not a zip "
                                    f"archive: truncated, or not an .npz)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}      # reads every member: CRC errors surface here
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as e:
-        raise ReferenceFormatError(f"{path}: not a readable .npz reference file "
-                                   f"({type(e).__name__}: {e})") from e
-    except ValueError as e:                      # pickled object arrays, bad headers
+    try:             # the checkpoint reader's checks: sizes from headers, no zip bombs
+        arrays = load_npz(path, max_bytes=MAX_REFERENCE_BYTES)
+    except NpzError as e:
         what = "holds pickled Python objects, which the format forbids" if "pickle" in str(e) \
-            else "has a damaged array"
-        raise ReferenceFormatError(f"{path}: {what} ({e})") from e
+            else "is not a readable .npz reference file"
+        raise ReferenceFormatError(f"{path}: {what} ({e})") from None
     return check_arrays(arrays, path, strict)
 
 
@@ -256,8 +251,8 @@ def check_arrays(arrays, path=None, strict=True):
             raise ReferenceFormatError(f"{where}: 'config' must be a 0-d unicode array holding "
                                        f"JSON, got dtype {c.dtype} shape {c.shape}")
         try:
-            config = json.loads(str(c))
-        except json.JSONDecodeError as e:
+            config = loads_json(str(c))
+        except ValueError as e:
             raise ReferenceFormatError(f"{where}: 'config' is not valid JSON ({e})") from e
         if not isinstance(config, dict):
             raise ReferenceFormatError(f"{where}: 'config' must be a JSON object")

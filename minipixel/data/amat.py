@@ -10,7 +10,9 @@ row-major order::
 The reader is strict: every line holds exactly 784 single-character values,
 each 0 or 1 (a "2", "1.0", "10" or a letter is an error naming the line), blank
 lines are skipped, and a file larger than ``max_bytes`` is refused from its
-size before anything is read. Every problem is a ValueError naming the file.
+size before anything is read. The file is streamed in pieces of whole lines
+(a first pass counts the lines to size the output), so reading it needs the
+images (half the file's size) and a few MB, not several times the file. Every problem is a ValueError naming the file.
 """
 import os
 from pathlib import Path
@@ -28,34 +30,81 @@ BINARIZED_MNIST_SPLIT_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
 # 2 bytes a pixel ("0 "): the 50,000-image training file is 78 MB; this allows ~340,000.
 MAX_AMAT_BYTES = 512 << 20
 
+_CHUNK = 4 << 20                # bytes per piece of a streamed read
 _ALLOWED = np.zeros(256, bool)
 _ALLOWED[[ord(c) for c in "01 \t\r\n"]] = True
 
 
-def read_amat(path, max_bytes=MAX_AMAT_BYTES):
-    """One .amat file -> uint8 (N, 1, 28, 28) of 0/1, checked (see the module docstring)."""
+def read_amat(path, max_bytes=MAX_AMAT_BYTES, chunk_bytes=_CHUNK):
+    """One .amat file -> uint8 (N, 1, 28, 28) of 0/1, checked (see the module docstring).
+    Streamed: whole lines of about `chunk_bytes` at a time go into an output sized by a
+    first pass that counts the lines, so memory is the images (half the file) plus a chunk."""
     path = Path(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:
             raise ValueError(f"{path}: expected at most {max_bytes} bytes for a binarized-MNIST "
                              f"file, got {size}")
-        data = np.frombuffer(f.read(max_bytes + 1), np.uint8)
-    if len(data) > max_bytes:
-        raise ValueError(f"{path}: expected at most {max_bytes} bytes (file grew while read)")
-    if len(data) == 0:
+        lines = sum(chunk.count(b"\n") for chunk in _chunks(f, chunk_bytes, max_bytes)) + 1
+        f.seek(0)
+        out = np.empty((lines, PIXELS), np.uint8)
+        n, line = 0, 1
+        for chunk in _line_chunks(f, chunk_bytes, max_bytes, path):
+            rows = _parse_lines(np.frombuffer(chunk, np.uint8), path, line)
+            if n + len(rows) > lines:
+                raise ValueError(f"{path}: the file changed while it was read")
+            out[n:n + len(rows)] = rows
+            n, line = n + len(rows), line + chunk.count(b"\n")
+    if size == 0:
         raise ValueError(f"{path}: expected lines of {PIXELS} values 0/1, got an empty file")
+    if n == 0:
+        raise ValueError(f"{path}: expected lines of {PIXELS} values 0/1, got no images")
+    return out[:n].reshape(n, 1, 28, 28)
+
+
+def _chunks(f, chunk_bytes, max_bytes):
+    """The file's bytes in chunks; ValueError once more than max_bytes came (it grew)."""
+    total = 0
+    while True:
+        chunk = f.read(chunk_bytes)
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > max_bytes:
+            raise ValueError(f"{f.name}: expected at most {max_bytes} bytes (file grew while "
+                             f"read)")
+        yield chunk
+
+
+def _line_chunks(f, chunk_bytes, max_bytes, path):
+    """The file in pieces that end at a newline (the last piece: at the end of the file)."""
+    rest = b""
+    for chunk in _chunks(f, chunk_bytes, max_bytes):
+        chunk = rest + chunk
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield chunk[:cut]
+        rest = chunk[cut:]
+        if len(rest) > 64 * PIXELS:
+            raise ValueError(f"{path}: a line of more than {64 * PIXELS} bytes: expected "
+                             f"{PIXELS} values 0/1 separated by spaces")
+    if rest:
+        yield rest
+
+
+def _parse_lines(data, path, first_line):
+    """(images, 784) uint8 of whole lines `data` (uint8 bytes), numbered from first_line."""
     bad = np.flatnonzero(~_ALLOWED[data])
     if bad.size:
         k = int(bad[0])
-        raise ValueError(f"{path}: line {_line_of(data, k)}: expected values 0 or 1 separated "
-                         f"by spaces, got the character {chr(data[k])!r}")
+        raise ValueError(f"{path}: line {first_line - 1 + _line_of(data, k)}: expected values 0 "
+                         f"or 1 separated by spaces, got the character {chr(data[k])!r}")
     is_value = (data == ord("0")) | (data == ord("1"))
     joined = np.flatnonzero(is_value[:-1] & is_value[1:])
     if joined.size:
         k = int(joined[0])
-        raise ValueError(f"{path}: line {_line_of(data, k)}: expected single values 0 or 1, "
-                         f"got {bytes(data[k:k + 2]).decode()}...")
+        raise ValueError(f"{path}: line {first_line - 1 + _line_of(data, k)}: expected single "
+                         f"values 0 or 1, got {bytes(data[k:k + 2]).decode()}...")
     # values per line; each line's segment includes its newline, so none is empty
     ends = np.flatnonzero(data == ord("\n"))
     if data[-1] != ord("\n"):
@@ -65,12 +114,9 @@ def read_amat(path, max_bytes=MAX_AMAT_BYTES):
     wrong = np.flatnonzero((per_line != 0) & (per_line != PIXELS))
     if wrong.size:
         k = int(wrong[0])
-        raise ValueError(f"{path}: line {k + 1}: expected {PIXELS} values (a 28x28 image), "
-                         f"got {int(per_line[k])}")
-    n = int(np.count_nonzero(per_line))
-    if n == 0:
-        raise ValueError(f"{path}: expected lines of {PIXELS} values 0/1, got no images")
-    return (data[is_value] - ord("0")).astype(np.uint8).reshape(n, 1, 28, 28)
+        raise ValueError(f"{path}: line {first_line + k}: expected {PIXELS} values (a 28x28 "
+                         f"image), got {int(per_line[k])}")
+    return (data[is_value] - ord("0")).astype(np.uint8).reshape(-1, PIXELS)
 
 
 def _line_of(data, k):

@@ -26,7 +26,6 @@ n_train / n_test / crop are positive integers and crop fits the images.
 ``splits`` chooses what is read: ``("test",)`` scores a checkpoint without
 needing the training files (``Dataset.train`` is then None).
 """
-import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +34,7 @@ from .amat import load_binarized_mnist_dir
 from .cifar10 import load_cifar10
 from .embedded import KINDS, SPLITS, load_digits
 from .idx import MNIST_KINDS, load_mnist_dir
+from ..validate import is_whole
 
 __all__ = ["Dataset", "load_dataset", "center_crop", "dataset_levels", "SOURCES"]
 
@@ -77,15 +77,9 @@ def center_crop(images, size):
 def _positive(name, value):
     if value is None:
         return None
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
-    return value
+    if not is_whole(value, 1):
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
 
 
 def _read(source, folder, split, kind):

@@ -8,7 +8,8 @@ big-endian uint32 dimension sizes, then the data in C order, big-endian:
 MNIST uses uint8 only: images have magic 2051 (0x00000803: uint8, 3-d,
 (N, 28, 28)) and labels magic 2049 (0x00000801: uint8, 1-d, (N,)).
 A file is treated as gzip when it starts with the gzip magic bytes 1f 8b,
-whatever its name.
+whatever its name. An MNIST images file's images are at most MAX_MNIST_SIDE
+pixels a side (checked from the header).
 
 Nothing is allocated from the header's word alone: the declared data size
 must be at most ``max_bytes`` (``MAX_IDX_BYTES``, 512 MiB, ten times full
@@ -45,6 +46,7 @@ MNIST_KINDS = ("binary", "binary-threshold", "grey")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 MAX_IDX_BYTES = 512 << 20
+MAX_MNIST_SIDE = 256              # pixels a side of an MNIST image file's images (MNIST: 28)
 
 
 def _read_exact(f, n, path, what):
@@ -65,7 +67,7 @@ def _read_at_most(f, limit):
     return buf
 
 
-def _parse(f, path, allowed_magics, data_bytes_available, max_bytes):
+def _parse(f, path, allowed_magics, data_bytes_available, max_bytes, check_dims=None):
     magic_bytes = _read_exact(f, 4, path, "header (magic number)")
     magic = int.from_bytes(magic_bytes, "big")
     if magic_bytes[:2] != b"\x00\x00":
@@ -86,6 +88,8 @@ def _parse(f, path, allowed_magics, data_bytes_available, max_bytes):
     for d in dims:
         nbytes *= d                                   # Python int: no overflow
     header = 4 + 4 * ndim
+    if check_dims is not None:
+        check_dims(dims)                              # from the header, before any data
     if nbytes > max_bytes:
         raise ValueError(f"{path}: header claims shape {dims} of {dtype.name} ({nbytes} bytes); "
                          f"expected at most {max_bytes} bytes (max_bytes)")
@@ -108,18 +112,20 @@ def _parse(f, path, allowed_magics, data_bytes_available, max_bytes):
     return a.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path, allowed_magics=None, max_bytes=MAX_IDX_BYTES):
+def read_idx(path, allowed_magics=None, max_bytes=MAX_IDX_BYTES, check_dims=None):
     """Any IDX file -> native-endian numpy array; ``allowed_magics`` restricts the magic,
-    ``max_bytes`` bounds the declared data size (checked before reading the data)."""
+    ``max_bytes`` bounds the declared data size and ``check_dims(dims)`` (raising
+    ValueError) judges the declared dimensions, both before reading the data."""
     path = Path(path)
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         if not is_gzip:
-            return _parse(raw, path, allowed_magics, os.fstat(raw.fileno()).st_size, max_bytes)
+            return _parse(raw, path, allowed_magics, os.fstat(raw.fileno()).st_size, max_bytes,
+                          check_dims)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                return _parse(f, path, allowed_magics, None, max_bytes)
+                return _parse(f, path, allowed_magics, None, max_bytes, check_dims)
         except (OSError, EOFError, zlib.error) as e:   # BadGzipFile is an OSError
             raise ValueError(f"{path}: corrupt gzip stream: expected a valid gzip file, "
                              f"got {type(e).__name__}: {e}") from e
@@ -161,6 +167,15 @@ def _find(directory, names):
     raise FileNotFoundError(f"{directory}: expected one of {', '.join(names)}; none found")
 
 
+def _check_image_dims(path, dims):
+    """Images of at most MAX_MNIST_SIDE pixels a side, from the header: one 23000x23000
+    image fits the byte budget but costs gigabytes to binarize and train on."""
+    if len(dims) == 3 and max(dims[1:]) > MAX_MNIST_SIDE:
+        raise ValueError(f"{path}: header claims images of {dims[1]}x{dims[2]} pixels; "
+                         f"expected MNIST-like images of at most {MAX_MNIST_SIDE}x"
+                         f"{MAX_MNIST_SIDE} (MNIST's are 28x28)")
+
+
 def load_mnist_dir(directory, split="train", kind="grey"):
     """MNIST from its four standard files -> (images uint8 (N, 1, 28, 28), labels uint8 (N,)).
 
@@ -179,7 +194,8 @@ def load_mnist_dir(directory, split="train", kind="grey"):
     directory = Path(directory)
     img_path = _find(directory, _mnist_names(split, "images"))
     lab_path = _find(directory, _mnist_names(split, "labels"))
-    images = read_idx(img_path, allowed_magics=(MNIST_IMAGES_MAGIC,))
+    images = read_idx(img_path, allowed_magics=(MNIST_IMAGES_MAGIC,),
+                      check_dims=lambda dims: _check_image_dims(img_path, dims))
     if 0 in images.shape:
         raise ValueError(f"{img_path}: expected at least one image of at least 1x1 pixels, "
                          f"got shape {images.shape} (images, height, width)")

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from ..backend import get_array_module, to_device, to_numpy
+from ..validate import finite
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "clip_grad_norm", "grad_norm", "make_optimizer",
            "OPTIMIZERS", "DEFAULT_LR"]
@@ -20,10 +21,7 @@ __all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "clip_grad_norm", "grad_norm",
 
 def check_lr(lr):
     """The learning rate as a float; ValueError unless it is a finite number > 0."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) \
-            or lr <= 0:
-        raise ValueError(f"learning rate must be a finite number > 0, got {lr!r}")
-    return float(lr)
+    return finite("learning rate", lr, 0, above=True)
 
 
 def _check_fraction(name, value):
@@ -32,8 +30,7 @@ def _check_fraction(name, value):
 
 
 def _check_eps(eps):
-    if not (isinstance(eps, numbers.Real) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    finite("eps", eps, 0, above=True)
     return eps
 
 
@@ -203,9 +200,7 @@ def clip_grad_norm(params, max_norm):
     """Scale all gradients so their global L2 norm is at most max_norm; returns the norm
     before, as grad_norm does (on the device). A non-finite norm clips nothing: it is the
     caller's to see."""
-    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) \
-            or not math.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"clip_grad_norm: max_norm must be a finite number > 0, got {max_norm!r}")
+    finite("clip_grad_norm: max_norm", max_norm, 0, above=True)
     params = list(params)  # a generator would be used up by the norm and nothing clipped
     total = grad_norm(params)
     xp = get_array_module(total)
