@@ -245,3 +245,22 @@ def test_model_nll_grad_matches_loss():
         model.nll(images[i:i + 1]).sum().backward()
     for p, g in zip(model.parameters(), g_mean):
         np.testing.assert_allclose(p.grad / len(images), g, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("kind", ["rowlstm", "diagonal"])
+def test_a_recurrent_layers_output_minus_its_input_is_its_output_conv_of_its_hidden_states(
+        kind, fast):
+    """y = x + output(hidden), eq. of paper section 3.4's residual: a dropped residual add
+    was caught only by whole-model tests. Checked per layer, on the traced arrays."""
+    from minipixel.crosscheck.reference import reference_arrays
+    from minipixel.models import build
+    model = build(kind, channels=3, levels=4, h=3, layers=2, out_hidden=5, seed=2,
+                  dtype=np.float64, fast=fast)
+    a = reference_arrays(model, seed=1, batch=2, H=4, W=5)
+    for i in (1, 2):
+        w = a[f"param/layers.{i - 1}.output.weight"] * a[f"mask/layers.{i - 1}.output.weight"]
+        b = a[f"param/layers.{i - 1}.output.bias"]
+        conv = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], a[f"hidden/{i}"]) + b[:, None, None]
+        np.testing.assert_allclose(a[f"layer/{i}"] - a[f"layer/{i - 1}"], conv, rtol=0,
+                                   atol=1e-12)

@@ -103,3 +103,16 @@ def test_demo_audits_torch_models(capsys):
     out = capsys.readouterr().out
     assert "LEAKS: 64 dependencies" in out and "every output sees the same sub-pixel" in out
     assert "as expected: pixelcnn passes, centre-kept fails" in out
+
+
+@pytest.mark.parametrize("setting", SETTINGS[::2], ids=lambda s: "C{}-V{}-{}x{}".format(*s))
+@pytest.mark.parametrize("model", MODELS)
+def test_oracle_agrees_with_the_paper_path_directly(model, setting):
+    """The oracle reached the paper path (fast=False: layers from engine ops) only through
+    its equality with the fast path: it is checked against the paper path itself here."""
+    from minipixel.models import build
+    channels, levels, H, W = setting
+    paper = build(model, channels=channels, levels=levels, h=4, layers=2, out_hidden=7,
+                  seed=11, dtype=np.float64, fast=False)
+    ref = reference_arrays(paper, seed=5, batch=2, H=H, W=W)
+    assert check(ref, "float64") < 1e-9
