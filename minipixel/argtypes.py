@@ -18,32 +18,31 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def integer(low, high=None):
-    """An argparse type: an integer in low..high (high None: no upper bound)."""
+def flag_type(convert, kind, ok, span, name):
+    """An argparse type: text -> convert(text) (else "expected {kind}"), kept if ok(value)
+    (else "expected {span}")."""
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not is_whole(value, low, high):
-            raise argparse.ArgumentTypeError(f"expected {whole_span(low, high)}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {span}, got {text}")
         return value
-    parse.__name__ = "integer"
+    parse.__name__ = name
     return parse
+
+
+def integer(low, high=None):
+    """An argparse type: an integer in low..high (high None: no upper bound)."""
+    return flag_type(int, "an integer", lambda v: is_whole(v, low, high),
+                     whole_span(low, high), "integer")
 
 
 def number(low, *, above=False):
     """An argparse type: a finite float >= low (> low if `above`)."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not is_finite(value, low, above):
-            raise argparse.ArgumentTypeError(f"expected {finite_span(low, above)}, got {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
+    return flag_type(float, "a number", lambda v: is_finite(v, low, above),
+                     finite_span(low, above), "number")
 
 
 def fraction(text):

@@ -339,45 +339,12 @@ def _member_array(f, name, shape, fortran, dtype, nbytes):
     return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
-def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO):
-    """{array name: (shape, dtype)} of an .npz, read from its zip directory and .npy
-    headers only; NpzError if a member is not a plain array, its header does not match
-    its size, it is a zip bomb, or the arrays add up to more than ``max_bytes``."""
+@contextlib.contextmanager
+def npz_errors():
+    """Reading a zip: any sign of damage becomes an NpzError; a missing or unreadable
+    file stays the OS error it is."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) > MAX_NPZ_MEMBERS:
-                raise NpzError(f"{len(infos)} members, more than {MAX_NPZ_MEMBERS}")
-            found, total = {}, 0
-            for info in infos:
-                name = info.filename
-                if not name.endswith(".npy") or info.is_dir():
-                    raise NpzError(f"member {name!r} is not an .npy array")
-                if name[:-4] in found:
-                    raise NpzError(f"member {name!r} appears twice")
-                if info.file_size > max_bytes:
-                    raise NpzError(f"member {name!r} is {info.file_size:,} bytes uncompressed, "
-                                   f"more than the {max_bytes:,} allowed")
-                if (info.compress_type != zipfile.ZIP_STORED and info.file_size > (1 << 20)
-                        and info.file_size > max_ratio * max(info.compress_size, 1)):
-                    raise NpzError(f"member {name!r} would expand {info.compress_size:,} bytes "
-                                   f"to {info.file_size:,} (a zip bomb?)")
-                with zf.open(info) as f:
-                    shape, _, dtype, header = _member_header(f, name)
-                nbytes = math.prod(shape) * dtype.itemsize
-                if header + nbytes != info.file_size:
-                    raise NpzError(f"member {name!r}: its header declares {shape} {dtype} "
-                                   f"({nbytes:,} bytes) but the member holds "
-                                   f"{info.file_size - header:,} bytes")
-                total += nbytes
-                if total > max_bytes:
-                    raise NpzError(f"the arrays add up to more than the {max_bytes:,} bytes "
-                                   f"allowed")
-                found[name[:-4]] = (shape, dtype)
-            size = os.path.getsize(path)
-            if total > max(16 << 20, max_ratio * size):       # many small bombs
-                raise NpzError(f"{size:,} bytes would expand to {total:,} (a zip bomb?)")
-            return found
+        yield
     except NpzError:
         raise
     except _ZIP_ERRORS as e:
@@ -385,6 +352,46 @@ def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATI
             raise
         raise NpzError(f"not a readable .npz (corrupt or truncated?): "
                        f"{type(e).__name__}: {e}") from e
+
+
+def inspect_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO):
+    """{array name: (shape, dtype)} of an .npz, read from its zip directory and .npy
+    headers only; NpzError if a member is not a plain array, its header does not match
+    its size, it is a zip bomb, or the arrays add up to more than ``max_bytes``."""
+    with npz_errors(), zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            raise NpzError(f"{len(infos)} members, more than {MAX_NPZ_MEMBERS}")
+        found, total = {}, 0
+        for info in infos:
+            name = info.filename
+            if not name.endswith(".npy") or info.is_dir():
+                raise NpzError(f"member {name!r} is not an .npy array")
+            if name[:-4] in found:
+                raise NpzError(f"member {name!r} appears twice")
+            if info.file_size > max_bytes:
+                raise NpzError(f"member {name!r} is {info.file_size:,} bytes uncompressed, "
+                               f"more than the {max_bytes:,} allowed")
+            if (info.compress_type != zipfile.ZIP_STORED and info.file_size > (1 << 20)
+                    and info.file_size > max_ratio * max(info.compress_size, 1)):
+                raise NpzError(f"member {name!r} would expand {info.compress_size:,} bytes "
+                               f"to {info.file_size:,} (a zip bomb?)")
+            with zf.open(info) as f:
+                shape, _, dtype, header = _member_header(f, name)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if header + nbytes != info.file_size:
+                raise NpzError(f"member {name!r}: its header declares {shape} {dtype} "
+                               f"({nbytes:,} bytes) but the member holds "
+                               f"{info.file_size - header:,} bytes")
+            total += nbytes
+            if total > max_bytes:
+                raise NpzError(f"the arrays add up to more than the {max_bytes:,} bytes "
+                               f"allowed")
+            found[name[:-4]] = (shape, dtype)
+        size = os.path.getsize(path)
+        if total > max(16 << 20, max_ratio * size):       # many small bombs
+            raise NpzError(f"{size:,} bytes would expand to {total:,} (a zip bomb?)")
+        return found
 
 
 def load_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO, keys=None):
@@ -393,23 +400,15 @@ def load_npz(path, *, max_bytes=MAX_NPZ_BYTES, max_ratio=MAX_COMPRESSION_RATIO, 
     runs Python's parser on a header, and any damage is an NpzError."""
     declared = inspect_npz(path, max_bytes=max_bytes, max_ratio=max_ratio)
     arrays = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                name = info.filename[:-4]
-                if keys is not None and name not in keys:
-                    continue
-                with zf.open(info) as f:
-                    shape, fortran, dtype, _ = _member_header(f, info.filename)
-                    if (shape, dtype) != declared.get(name):
-                        raise NpzError(f"member {info.filename!r} changed while it was read")
-                    nbytes = math.prod(shape) * dtype.itemsize
-                    arrays[name] = _member_array(f, info.filename, shape, fortran, dtype, nbytes)
-    except NpzError:
-        raise
-    except _ZIP_ERRORS as e:
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise NpzError(f"not a readable .npz (corrupt or truncated?): "
-                       f"{type(e).__name__}: {e}") from e
+    with npz_errors(), zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename[:-4]
+            if keys is not None and name not in keys:
+                continue
+            with zf.open(info) as f:
+                shape, fortran, dtype, _ = _member_header(f, info.filename)
+                if (shape, dtype) != declared.get(name):
+                    raise NpzError(f"member {info.filename!r} changed while it was read")
+                nbytes = math.prod(shape) * dtype.itemsize
+                arrays[name] = _member_array(f, info.filename, shape, fortran, dtype, nbytes)
     return arrays

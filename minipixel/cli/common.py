@@ -22,6 +22,15 @@ def check_output(path, *, directory=False, flag="--out"):
                        f"choose another {flag}") from None
 
 
+def checkpoint_parser(sub, name, help, doc, example):
+    """A subcommand reading a checkpoint: its parser, with the checkpoint argument and
+    one example line."""
+    p = sub.add_parser(name, help=help, description=doc, formatter_class=HelpFormatter,
+                       epilog=f"example:\n  minipixel {name} runs/main/checkpoint.npz {example}")
+    p.add_argument("checkpoint", help="a checkpoint .npz written by `minipixel train`")
+    return p
+
+
 def add_device(p):
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where to compute (cuda needs CuPy and a GPU; default %(default)s)")
@@ -146,6 +155,15 @@ def open_checkpoint(path, dev="cpu", fast=True):
     errors. fast=False: the model on the paper path."""
     model, ckpt = load_model(path, dev, fast)
     return model, ckpt, spec_for_model(model, (ckpt.train or {}).get("dataset"))
+
+
+def open_for_picture(args, name, fast=True):
+    """The start of `sample` and `complete`: (model, its dataset spec, the PNG path: --out
+    or `name` next to the checkpoint, checked writable before any work)."""
+    out = args.out or default_output(args.checkpoint, name)
+    model, _, spec = open_checkpoint(args.checkpoint, device(args.device), fast=fast)
+    check_output(out)
+    return model, spec, out
 
 
 def default_output(checkpoint, name):

@@ -8,17 +8,13 @@ import time
 import numpy as np
 
 from ..argtypes import NON_NEGATIVE, POSITIVE, SEED
-from .common import (CLIError, HelpFormatter, add_dataset, add_device, check_fits, check_output,
-                     dataset_spec, default_output, device, load_data, open_checkpoint,
-                     progress_printer)
+from .common import (CLIError, checkpoint_parser, add_dataset, add_device, check_fits,
+                     dataset_spec, load_data, open_for_picture, progress_printer)
 
 
 def add_parser(sub):
-    p = sub.add_parser("complete", help="complete occluded test images (the paper's figure)",
-                       description=__doc__, formatter_class=HelpFormatter,
-                       epilog="example:\n  minipixel complete runs/main/checkpoint.npz "
-                              "--images 6 --completions 5 --out docs/completions.png")
-    p.add_argument("checkpoint", help="a checkpoint .npz written by `minipixel train`")
+    p = checkpoint_parser(sub, "complete", "complete occluded test images (the paper's figure)",
+                          __doc__, "--images 6 --completions 5 --out completions.png")
     p.add_argument("--images", type=POSITIVE, default=6,
                    help="test images (rows) (default %(default)s)")
     p.add_argument("--completions", type=POSITIVE, default=4,
@@ -43,10 +39,7 @@ def run(args):
     from ..figures import completions_figure, occlusion_mask
     from ..png import write_png
     from ..sampling import sample
-    dev = device(args.device)
-    out = args.out or default_output(args.checkpoint, "completions.png")
-    model, _, spec = open_checkpoint(args.checkpoint, dev)
-    check_output(out)
+    model, spec, out = open_for_picture(args, "completions.png")
     base = dict(spec, n_train=None)
     spec = dataset_spec(args, base)
     spec.update(n_test=None)

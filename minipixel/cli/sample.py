@@ -2,16 +2,13 @@
 import time
 
 from ..argtypes import POSITIVE, SEED
-from .common import (HelpFormatter, add_device, add_paper_path, check_output, default_output,
-                     device, image_size, open_checkpoint, progress_printer)
+from .common import (checkpoint_parser, add_device, add_paper_path, check_output, image_size,
+                     open_for_picture, progress_printer)
 
 
 def add_parser(sub):
-    p = sub.add_parser("sample", help="draw images from a checkpoint into a PNG grid",
-                       description=__doc__, formatter_class=HelpFormatter,
-                       epilog="example:\n  minipixel sample runs/main/checkpoint.npz --n 64 "
-                              "--out docs/samples.png")
-    p.add_argument("checkpoint", help="a checkpoint .npz written by `minipixel train`")
+    p = checkpoint_parser(sub, "sample", "draw images from a checkpoint into a PNG grid",
+                          __doc__, "--n 64 --out samples.png")
     p.add_argument("--n", type=POSITIVE, default=16, help="number of images (default %(default)s)")
     p.add_argument("--seed", type=SEED, default=0, help="default %(default)s")
     p.add_argument("--size", type=POSITIVE, nargs=2, metavar=("H", "W"), default=None,
@@ -36,10 +33,7 @@ def run(args):
     from ..figures import samples_figure
     from ..png import write_png
     from ..sampling import sample
-    dev = device(args.device)
-    out = args.out or default_output(args.checkpoint, "samples.png")
-    model, _, spec = open_checkpoint(args.checkpoint, dev, fast=not args.paper_path)
-    check_output(out)
+    model, spec, out = open_for_picture(args, "samples.png", fast=not args.paper_path)
     if args.npy:
         check_output(args.npy, flag="--npy")
     H, W = args.size or image_size(spec)
