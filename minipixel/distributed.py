@@ -50,7 +50,7 @@ from .interrupts import SIGNALS, Interrupted, deferred_interrupts
 from .parallel import add_in_order, split_sizes
 
 __all__ = ["process_group", "launched_size", "launched_rank", "LocalGroup", "MPIGroup",
-           "GroupError", "PeerLost", "DEFAULT_TIMEOUT"]
+           "GroupError", "PeerLost", "DEFAULT_TIMEOUT", "leave"]
 
 # What launchers put in each process's environment (MPICH/Intel MPI, Open MPI, MVAPICH).
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -155,11 +155,9 @@ class LocalGroup:
         return workers.loss_and_backward(model, images)
 
     def cuda_device(self):
-        """Pick this rank's GPU (local rank modulo the visible devices); its number."""
-        return 0
-
-    def exit(self, code):
-        return code
+        """Pick this rank's GPU (local rank modulo the visible devices); its number.
+        One process keeps the current device."""
+        return int(cuda_module().cuda.runtime.getDevice())
 
 
 class MPIGroup(LocalGroup):
@@ -177,6 +175,8 @@ class MPIGroup(LocalGroup):
         self._seq = 0                 # collectives so far (the arrival notes' count)
         self._arrived = [0] * self.size
         self._notes = []
+        global _group
+        _group = self
 
     # ---- waiting with a deadline ---------------------------------------------------
     def _arrive(self):
@@ -216,8 +216,12 @@ class MPIGroup(LocalGroup):
                             f"rank 0 is stalled or gone; stopping", report=True)
         self._read_notes()
         late = [r for r in range(1, self.size) if self._arrived[r] < self._seq]
-        who = ", ".join(f"rank {r}" for r in late) or "a rank"
-        return PeerLost(f"{who} of {self.size} did not reach {what} within {limit:.0f} s "
+        if late:               # their notes did not come: they never reached the collective
+            who = ", ".join(map(str, late))
+            who = f"rank{'s' if len(late) > 1 else ''} {who}"
+        else:                  # all arrived, and one stalled inside it
+            who = "rank 1" if self.size == 2 else f"one of ranks 1-{self.size - 1}"
+        return PeerLost(f"{who} of {self.size} did not complete {what} within {limit:.0f} s "
                         f"(stalled or gone); stopping every rank", report=True)
 
     # ---- collectives ----------------------------------------------------------------
@@ -384,17 +388,31 @@ class MPIGroup(LocalGroup):
         xp = cuda_module()
         device = self.local_rank % max(1, int(xp.cuda.runtime.getDeviceCount()))
         xp.cuda.Device(device).use()
-        return device
+        return int(xp.cuda.runtime.getDevice())
 
-    def exit(self, code):
-        """A failed rank leaves at once, without MPI_Finalize (which would wait for peers
-        that are stuck or gone); the launcher then ends the others."""
-        if code != 0:
-            import sys
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    def barrier(self, limit):
+        """Wait until every rank got here, or `limit` seconds (no error either way)."""
+        request, deadline = self.comm.Ibarrier(), time.monotonic() + limit
+        while not request.Test() and time.monotonic() < deadline:
+            time.sleep(1e-3)
+
+
+_group = None                # the MPIGroup of this process, once made
+
+
+def leave(code):
+    """The exit status `code`; under a launcher a failed process leaves at once, without
+    MPI_Finalize (which would wait for peers that are stuck or gone), after waiting up to
+    5 s for the other ranks to get here too (so rank 0 has printed the group's error
+    before the launcher, seeing one process end, ends the rest)."""
+    if launched_size() <= 1 or code == 0:
         return code
+    if _group is not None:
+        _group.barrier(5.0)
+    import sys
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _host(a):

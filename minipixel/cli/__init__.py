@@ -26,7 +26,6 @@ BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/thre
 import argparse
 import contextlib
 import io
-import os
 import signal
 import sys
 import traceback
@@ -34,7 +33,7 @@ import traceback
 from ..argtypes import OneLineParser
 from ..backend import DeviceError, default_device_override
 from ..checkpoint import CheckpointError
-from ..distributed import GroupError, launched_rank, launched_size
+from ..distributed import GroupError, launched_rank, leave
 from ..interrupts import interrupts
 from ..runlock import RunLocked
 from ..training import TrainingDiverged
@@ -107,7 +106,7 @@ def _guarded(command, debug, device, fn, *args):
         if launched_rank() == 0:
             print(f"\nminipixel {command}: interrupted ({signal.Signals(signum).name})",
                   file=sys.stderr)
-        return _leave(128 + int(signum))
+        return leave(128 + int(signum))
     except EXPECTED_ERRORS as e:
         if debug:
             raise
@@ -117,18 +116,7 @@ def _guarded(command, debug, device, fn, *args):
             traceback.print_exception(type(cause), cause, cause.__traceback__)
         if launched_rank() == 0 or getattr(e, "report", False):
             print(f"minipixel {command}: {describe(e)}", file=sys.stderr)
-        return _leave(2)
-
-
-def _leave(code):
-    """The exit status; a failed process of an MPI group leaves at once, without
-    MPI_Finalize (which would wait for peers that are stuck or gone): the launcher then
-    ends the others."""
-    if launched_size() > 1 and code != 0:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+        return leave(2)
 
 
 @contextlib.contextmanager
@@ -140,5 +128,5 @@ def _quiet_unless_rank_0():
         try:
             yield
         except SystemExit as e:
-            _leave(e.code if isinstance(e.code, int) else 2)
+            leave(e.code if isinstance(e.code, int) else 2)
             raise

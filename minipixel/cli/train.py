@@ -192,7 +192,7 @@ def _resume_checkpoint(args, group):
     if group.size == 1:
         return ckpt
     blob = group.broadcast_bytes(ckpt.bytes if group.is_root else b"")
-    return ckpt if group.is_root else group.agree(lambda: _checkpoint_from(blob, args.resume))
+    return group.agree(lambda: ckpt if group.is_root else _checkpoint_from(blob, args.resume))
 
 
 def _checkpoint_from(blob, path):
@@ -263,7 +263,10 @@ def run(args):
     def log(*a):
         if group.is_root:
             print(*a, flush=True)
-    trainer, data = (_resumed_trainer if args.resume else _new_trainer)(args, dev, log, group)
+    if args.resume:
+        trainer, data = _resumed_trainer(args, dev, log, group)
+    else:
+        trainer, data = group.agree(lambda: _new_trainer(args, dev, log, group))
     out = _output_folder(args)
     lock = RunLock(out)
 
