@@ -175,6 +175,7 @@ class MPIGroup(LocalGroup):
         self._seq = 0                 # collectives so far (the arrival notes' count)
         self._arrived = [0] * self.size
         self._notes = []
+        self.reduce_s = 0.0           # seconds spent in reduce()'s collectives, in all
         global _group
         _group = self
 
@@ -311,7 +312,9 @@ class MPIGroup(LocalGroup):
         finally:
             self._in_part = False
         buf[length + self.rank] = code
+        start = time.perf_counter()
         total = self._allreduce(buf, "a step")
+        self.reduce_s += time.perf_counter() - start
         self._raise_for([int(c) for c in _host(total[length:])], error)
         return total[:length]
 
