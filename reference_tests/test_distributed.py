@@ -110,6 +110,14 @@ def error_lines(err):
 
 
 # ---- without MPI ---------------------------------------------------------------------
+@pytest.mark.mpi
+def test_the_mpi_tests_run_where_ci_asks_for_them():
+    """.ci/run sets MINIPIXEL_TEST_MPI=required: there a missing MPI fails, not skips."""
+    if os.environ.get("MINIPIXEL_TEST_MPI") == "required":
+        assert HAVE_MPI, "MINIPIXEL_TEST_MPI=required, but mpi4py or mpiexec is missing"
+
+
+
 @given(st.integers(0, 60), st.integers(1, 9))
 def test_the_ranks_parts_cover_the_batch_in_rank_order(n, size):
     slices = []
