@@ -27,10 +27,11 @@ raised sends ERROR, a rank that got SIGINT/SIGTERM sends the signal's number; th
 every rank raises the same thing (``GroupError`` naming the first failed rank with
 its one-line message, or ``Interrupted``) before any rank applies the step. A
 signal arriving while a rank waits in a collective is held and sent with the next
-one. Waits poll with a deadline (``timeout``, seconds): a peer that never arrives
-(stopped, lost) gives ``PeerLost`` naming it instead of a hang (rank 0 names the
-ranks whose arrival notes did not come); a launcher such as MPICH's ``mpiexec``
-also ends the whole group as soon as one process dies.
+one. Waits poll with a deadline (``timeout``, seconds; 2 ms without sleeping, then
+sleeps of up to 1 ms, since a collective only moves on while its ranks poll): a peer
+that never arrives (stopped, lost) gives ``PeerLost`` naming it instead of a hang
+(rank 0 names the ranks whose arrival notes did not come); a launcher such as MPICH's
+``mpiexec`` also ends the whole group as soon as one process dies.
 
 GPUs: each rank uses device local_rank mod the visible devices. Gradients travel
 through host memory unless the MPI library says it is CUDA-aware
@@ -58,6 +59,7 @@ RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 DEFAULT_TIMEOUT = 600.0      # seconds a rank waits for its peers in one collective
 ERROR = -1                   # status slot: this rank's part raised
 ARRIVE_TAG = 7311            # arrival notes to rank 0 (which rank stalled)
+SPIN_S = 0.002               # a wait polls without sleeping this long, then sleeps between polls
 
 
 class GroupError(RuntimeError):
@@ -198,13 +200,16 @@ class MPIGroup(LocalGroup):
         """Wait for `request`, holding back signals (sent with the next collective); PeerLost
         after the deadline (non-root ranks wait 10 s longer, so rank 0 names the rank)."""
         limit = self.timeout + (0 if self.is_root else 10.0)
-        deadline, delay = time.monotonic() + limit, 5e-5
+        start = time.monotonic()
+        spin, delay = start + SPIN_S, 5e-5
         with deferred_interrupts(deliver=False) as received:
-            while not request.Test():
-                if time.monotonic() > deadline:
+            while not request.Test():      # each Test also moves the collective on
+                now = time.monotonic()
+                if now > start + limit:
                     raise self._lost(what, limit)
-                time.sleep(delay)
-                delay = min(2 * delay, 5e-3)
+                if now > spin:             # a late peer: stop spinning, poll ever slower
+                    time.sleep(delay)
+                    delay = min(2 * delay, 1e-3)
         if received and self._pending is None:
             self._pending = received[0]
         if self.is_root:

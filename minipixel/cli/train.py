@@ -176,7 +176,8 @@ def _resume_checkpoint(args, group):
     """The --resume checkpoint: read by rank 0 (the others may not see the file), its
     bytes sent to the other ranks, which load them as rank 0 did."""
     def read():
-        given = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS if getattr(args, f, None) is not None]
+        given = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS
+                 if getattr(args, f, None) is not None]
         if given:
             raise CLIError(f"with --resume the run's settings come from the checkpoint; "
                            f"drop {', '.join(given)} (only --epochs, --max-steps, --out, "
