@@ -23,7 +23,16 @@ from minipixel.runlock import RunLock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
-HAVE_MPI = bool(MPIEXEC) and importlib.util.find_spec("mpi4py") is not None
+
+
+def _have_mpi4py():
+    try:
+        return importlib.util.find_spec("mpi4py") is not None
+    except (ImportError, ValueError):        # blocked (sys.modules["mpi4py"] = None)
+        return False
+
+
+HAVE_MPI = bool(MPIEXEC) and _have_mpi4py()
 needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="needs the mpi extra "
                                "(pip install -e '.[mpi]': mpi4py, mpich)")
 
