@@ -14,7 +14,9 @@ at its end, hands the first one that came to the handler in place before (so
 inside ``interrupts()`` it raises Interrupted, outside it does what the signal
 would have done). ``deferred_interrupts(deliver=False)``
 swallows them instead: for the save that an interrupt itself triggered, where a
-second Ctrl-C must neither cut the save short nor raise again. Signal handlers
+second Ctrl-C must neither cut the save short nor raise again. Both yield the
+list of the signals that came (a process group passes them on to its peers,
+``minipixel.distributed``). Signal handlers
 can only be set in the main thread; elsewhere both blocks run unprotected.
 """
 import contextlib
@@ -70,14 +72,15 @@ def interrupts():
 
 @contextlib.contextmanager
 def deferred_interrupts(deliver=True):
-    """Hold SIGINT and SIGTERM back inside the block; at its end hand the first one that
-    came to the handler that was in place before (deliver=True), or drop them."""
-    if not _in_main_thread():
-        yield
-        return
+    """Hold SIGINT and SIGTERM back inside the block (which gets the list of those that
+    came); at its end hand the first one to the handler that was in place before
+    (deliver=True), or drop them."""
     received = []
+    if not _in_main_thread():
+        yield received
+        return
     with _handlers(lambda signum, frame: received.append(signum)) as old:
-        yield
+        yield received
     if received and deliver:
         signum = received[0]
         handler = old.get(signum)

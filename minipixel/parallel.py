@@ -33,7 +33,7 @@ from .models.base import check_images
 from .tensor import grad_mode, gradients, is_grad_enabled
 from .validate import whole
 
-__all__ = ["BatchWorkers", "split_sizes"]
+__all__ = ["BatchWorkers", "split_sizes", "add_in_order"]
 
 
 def split_sizes(n, workers):
@@ -82,29 +82,41 @@ class BatchWorkers:
             loss.backward()
             return loss.data
         check_images(images, model.channels, model.levels)   # the whole batch, first
-        params, n = model.parameters(), len(images)
-
-        def part(images):                   # (n_k / n) L_k and its gradients
-            loss = model.loss(images)
-            weight = loss.xp.asarray(len(images) / n, dtype=loss.dtype)
-            return loss.data * weight, gradients(loss, params, grad=weight)
-        results = self.map(part, images)
-        loss = results[0][0]
-        for part_loss, _ in results[1:]:
-            loss = loss + part_loss
-        for i, p in enumerate(params):      # the parts' gradients added in part order
-            g = None
-            for _, grads in results:
-                if grads[i] is not None:
-                    g = grads[i] if g is None else g + grads[i]
+        loss, grads = add_in_order(self.shares(model, images, len(images)))
+        for p, g in zip(model.parameters(), grads):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
         return loss
+
+    def shares(self, model, images, n):
+        """[((n_k / n) L_k, its gradients) for each part k of `images`], in part order:
+        `images` is all of an n-image batch or (``minipixel.distributed``) one process's
+        share of it. Leaves every ``.grad`` as it is."""
+        self.check_device(model)
+        params = model.parameters()
+
+        def part(images):
+            loss = model.loss(images)
+            weight = loss.xp.asarray(len(images) / n, dtype=loss.dtype)
+            return loss.data * weight, gradients(loss, params, grad=weight)
+        return self.map(part, images)
 
     def check_device(self, model):
         if self.workers > 1 and model.device != "cpu":
             raise ValueError(f"workers: {self.workers} threads split a batch on the CPU; "
                              f"the model is on {model.device}, use 1")
+
+
+def add_in_order(shares):
+    """(loss, [gradient per parameter]) of shares() summed in part order: the batch's
+    loss and gradients (None for a parameter no part reached)."""
+    loss, grads = shares[0][0], list(shares[0][1])
+    for part_loss, part_grads in shares[1:]:
+        loss = loss + part_loss
+        for i, g in enumerate(part_grads):
+            if g is not None:
+                grads[i] = g if grads[i] is None else grads[i] + g
+    return loss, grads
 
 
 def _in_modes(fn, errstate, grad):

@@ -38,6 +38,7 @@ and fresh pages for each would cost a third of a small model's step.
 Units: the loss is the NLL in nats per image (the paper's unit for MNIST); for
 8-bit data the progress bar and metrics also give bits per dimension.
 """
+import contextlib
 import math
 import os
 import time
@@ -47,7 +48,8 @@ import numpy as np
 from .backend import keep_freed_host_memory, read_scalars
 from .checkpoint import (load_checkpoint, nonfinite_count, save_checkpoint, validate_train_state,
                          weights_are_finite)
-from .interrupts import deferred_interrupts, interrupts
+from .distributed import LocalGroup
+from .interrupts import deferred_interrupts
 from .io import write_json
 from .layers.losses import bits_per_dim
 from .nn import clip_grad_norm, grad_norm, make_optimizer
@@ -66,25 +68,34 @@ def epoch_permutation(seed, epoch, n):
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
-def evaluate_nll(model, images, batch_size=100, progress=False, desc="test", workers=1):
+def evaluate_nll(model, images, batch_size=100, progress=False, desc="test", workers=1,
+                 group=None):
     """Mean NLL of `images` under `model`: {"nats": per image, "bits_per_dim", "n"}.
     The numbers may be non-finite (a diverged model); callers decide what that means.
-    workers: threads that share each batch (a count, or a ``parallel.BatchWorkers``)."""
+    workers: threads that share each batch (a count, or a ``parallel.BatchWorkers``);
+    group: processes that share the images (``distributed``; each its part, rank order)."""
     n = len(images)
     if n == 0:
         raise ValueError("evaluate_nll: no images")
     whole("evaluate_nll: batch_size", batch_size, 1)
+    group = group or LocalGroup()
     own = not isinstance(workers, BatchWorkers)
     workers = BatchWorkers(workers) if own else workers
     workers.check_device(model)
-    bar = Progress(-(-n // batch_size), desc, enabled=progress, unit="batch")
-    total = 0.0
-    try:
+    part = images[group.part(n)]
+    bar = Progress(-(-len(part) // batch_size), desc, enabled=progress and group.is_root,
+                   unit="batch")
+
+    def nats_sum():                              # this process's part, batch by batch
+        total = 0.0
         with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for i in range(0, n, batch_size):
-                parts = workers.map(lambda part: model.nll(part).numpy(), images[i:i + batch_size])
+            for i in range(0, len(part), batch_size):
+                parts = workers.map(lambda p: model.nll(p).numpy(), part[i:i + batch_size])
                 total += float(np.concatenate(parts).astype(np.float64).sum())
                 bar.update(1)
+        return np.array([total])
+    try:
+        total = float(group.reduce(nats_sum, 1, np.zeros(1))[0])
     finally:
         if own:
             workers.close()
@@ -110,12 +121,15 @@ class Trainer:
     CPU only): a setting of this run (in metrics.json), not of the checkpoint; the
     gradients equal the unsplit batch's up to float rounding, and a given count repeats
     its run bit for bit (a run resumed with another count goes on at rounding distance).
+    group: the processes that share each batch (``minipixel.distributed``; default one):
+    each takes its fixed part of every batch and of the test set; every rank runs the same
+    Trainer on the same state, and only rank 0 should be given `out`, `log` and progress.
     """
 
     def __init__(self, model, train_images, test_images, *, optimizer="adam", lr=None,
                  batch_size=16, epochs=1, seed=0, clip=None, out=None, max_steps=None,
                  eval_batch_size=100, dataset=None, progress=True, log=print, on_step=None,
-                 workers=1):
+                 workers=1, group=None):
         for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0),
                                  ("seed", seed, 0), ("eval_batch_size", eval_batch_size, 1),
                                  ("max_steps", 1 if max_steps is None else max_steps, 1)):
@@ -127,6 +141,7 @@ class Trainer:
         if len(test_images) == 0:
             raise ValueError("no test images")
         self.model, self.train_images, self.test_images = model, train_images, test_images
+        self.group = group or LocalGroup()
         self.workers = BatchWorkers(workers)
         self.workers.check_device(model)
         self.optimizer = make_optimizer(optimizer, model.parameters(), lr)
@@ -173,6 +188,7 @@ class Trainer:
                 "train_time_s": round(self.state["train_time_s"], 2),
                 "train_cpu_s": round(self.state.get("train_cpu_s", 0.0), 2),
                 "workers": self.workers.workers,       # this run's; the bits depend on it
+                "processes": self.group.size,          # likewise
                 "test_nll_nats": last.get("test_nll_nats"),
                 "test_bits_per_dim": last.get("test_bits_per_dim"),
                 "history": self.state["history"], "checkpoint": self.checkpoint_path}
@@ -240,7 +256,7 @@ class Trainer:
         TrainingDiverged if the loss, the gradient norm or an updated weight is not finite."""
         self.optimizer.zero_grad()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
-            loss = self.workers.loss_and_backward(self.model, batch)
+            loss = self.group.loss_and_backward(self.model, batch, self.workers)
         params = self.model.parameters()
         clip = self.settings["clip"]
         norm = clip_grad_norm(params, clip) if clip else grad_norm(params)
@@ -263,13 +279,19 @@ class Trainer:
             s["loss_images"] += len(batch)
         return value
 
+    def broadcast_from_root(self):
+        """Every rank takes rank 0's weights and optimizer state (a no-op in one process)."""
+        buffers = [b for name in self.optimizer.buffers for b in self.optimizer.state[name]]
+        self.group.broadcast_arrays([p.data for p in self.model.parameters()] + buffers)
+
     def run(self):
         """Train until `epochs` (or max_steps); returns metrics(). Saves on the way.
         Ctrl-C and SIGTERM save and re-raise (an Interrupted, a KeyboardInterrupt);
         a diverging run raises TrainingDiverged and saves nothing."""
         keep_freed_host_memory()               # the steps reuse their arrays' memory
         try:
-            with interrupts():
+            with self.group.interrupts():
+                self.broadcast_from_root()
                 return self._run()
         except TrainingDiverged as e:
             self.status = "diverged"
@@ -285,64 +307,31 @@ class Trainer:
             self.workers.close()            # its threads end; a later run() starts new ones
 
     def _run(self):
-        s, B = self.state, self.settings["batch_size"]
-        epochs, nb = self.settings["epochs"], self.steps_per_epoch
+        s, nb = self.state, self.steps_per_epoch
         if self.status == "resumed":
             self.log(f"resuming at epoch {s['epoch'] + 1}, step {s['step']}/{nb} "
                      f"(global step {s['global_step']})")
         self.status = "running"
-        t_mark, c_mark = time.perf_counter(), time.process_time()
-        bar = None
+        clock = _Clock(s)
         try:
-            while s["epoch"] < epochs:
-                perm = epoch_permutation(self.settings["seed"], s["epoch"], len(self.train_images))
-                bar = Progress(nb, f"epoch {s['epoch'] + 1}/{epochs}", enabled=self.progress,
-                               unit="step", initial=s["step"])
-                while s["step"] < nb:
-                    if self.max_steps is not None and s["global_step"] >= self.max_steps:
-                        break
-                    k = s["step"]
-                    self.train_step(self.train_images[perm[k * B:(k + 1) * B]])
-                    bar.update(1, loss=self._units(s["loss_sum"] / s["loss_images"]))
-                    if self.on_step is not None:
-                        self.on_step(self)
-                bar.close()
-                bar = None
-                if s["step"] < nb:                         # max_steps reached
+            while s["epoch"] < self.settings["epochs"]:
+                if not self._epoch():                   # max_steps reached
                     self.status = "stopped"
                     break
-                s["train_time_s"] += time.perf_counter() - t_mark
-                s["train_cpu_s"] += time.process_time() - c_mark
-                test = evaluate_nll(self.model, self.test_images, self.eval_batch_size,
-                                    progress=self.progress, workers=self.workers)
-                if not math.isfinite(test["nats"]):
-                    raise self._diverged(f"the test NLL is {test['nats']}")
-                t_mark, c_mark = time.perf_counter(), time.process_time()
-                s["history"].append({
-                    "epoch": s["epoch"] + 1, "global_step": s["global_step"],
-                    "train_nll_nats": s["loss_sum"] / max(s["loss_images"], 1),
-                    "test_nll_nats": test["nats"], "test_bits_per_dim": test["bits_per_dim"],
-                    "train_time_s": round(s["train_time_s"], 2),
-                    "train_cpu_s": round(s["train_cpu_s"], 2)})
-                s.update(epoch=s["epoch"] + 1, step=0, loss_sum=0.0, loss_images=0)
-                self.log(f"epoch {s['epoch']}/{epochs}: train {self._units(s['history'][-1]['train_nll_nats'])}"
-                         f", test {self._units(test['nats'])} ({test['nats']:.2f} nats/image)")
-                self.save()
-                self.write_metrics()
+                with clock.paused():                    # test evaluations are not training
+                    test = evaluate_nll(self.model, self.test_images, self.eval_batch_size,
+                                        progress=self.progress, workers=self.workers,
+                                        group=self.group)
+                self._end_epoch(test)
             else:
                 self.status = "finished"
-            s["train_time_s"] += time.perf_counter() - t_mark
-            s["train_cpu_s"] += time.process_time() - c_mark
-            t_mark, c_mark = time.perf_counter(), time.process_time()
+            clock.stop()
             self.save()
             self.write_metrics()
             return self.metrics()
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
+            clock.stop()
             self.status = "interrupted"
-            s["train_time_s"] += time.perf_counter() - t_mark
-            s["train_cpu_s"] += time.process_time() - c_mark
             with deferred_interrupts(deliver=False):     # a second Ctrl-C cannot cut this short
                 path = self.save()
                 self.write_metrics()
@@ -350,3 +339,68 @@ class Trainer:
                 self.log(f"interrupted: checkpoint saved to {path} (epoch {s['epoch'] + 1}, "
                          f"step {s['step']}); continue with --resume {path}")
             raise
+
+    def _epoch(self):
+        """The rest of the current epoch's steps; False if max_steps cut it short."""
+        s, B, nb = self.state, self.settings["batch_size"], self.steps_per_epoch
+        perm = epoch_permutation(self.settings["seed"], s["epoch"], len(self.train_images))
+        bar = Progress(nb, f"epoch {s['epoch'] + 1}/{self.settings['epochs']}",
+                       enabled=self.progress, unit="step", initial=s["step"])
+        try:
+            while s["step"] < nb:
+                if self.max_steps is not None and s["global_step"] >= self.max_steps:
+                    return False
+                k = s["step"]
+                self.train_step(self.train_images[perm[k * B:(k + 1) * B]])
+                bar.update(1, loss=self._units(s["loss_sum"] / s["loss_images"]))
+                if self.on_step is not None:
+                    self.on_step(self)
+            return True
+        finally:
+            bar.close()
+
+    def _end_epoch(self, test):
+        """After an epoch's test NLL: its history entry, the log line, checkpoint, metrics."""
+        s = self.state
+        if not math.isfinite(test["nats"]):
+            raise self._diverged(f"the test NLL is {test['nats']}")
+        self.group.check_same([p.data for p in self.model.parameters()])
+        train_nll = s["loss_sum"] / max(s["loss_images"], 1)
+        s["history"].append({
+            "epoch": s["epoch"] + 1, "global_step": s["global_step"],
+            "train_nll_nats": train_nll,
+            "test_nll_nats": test["nats"], "test_bits_per_dim": test["bits_per_dim"],
+            "train_time_s": round(s["train_time_s"], 2),
+            "train_cpu_s": round(s["train_cpu_s"], 2)})
+        s.update(epoch=s["epoch"] + 1, step=0, loss_sum=0.0, loss_images=0)
+        self.log(f"epoch {s['epoch']}/{self.settings['epochs']}: train {self._units(train_nll)}"
+                 f", test {self._units(test['nats'])} ({test['nats']:.2f} nats/image)")
+        self.save()
+        self.write_metrics()
+
+
+class _Clock:
+    """The run's one clock: adds wall-clock and process CPU time into
+    state["train_time_s"] and state["train_cpu_s"] while it runs."""
+
+    def __init__(self, state):
+        self.state, self.mark = state, None
+        self.start()
+
+    def start(self):
+        self.mark = (time.perf_counter(), time.process_time())
+
+    def stop(self):
+        """Add the time since start(); a stopped clock stays stopped (a no-op)."""
+        if self.mark is not None:
+            self.state["train_time_s"] += time.perf_counter() - self.mark[0]
+            self.state["train_cpu_s"] += time.process_time() - self.mark[1]
+            self.mark = None
+
+    @contextlib.contextmanager
+    def paused(self):
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()

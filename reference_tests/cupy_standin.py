@@ -416,12 +416,22 @@ def is_available():
     return True
 
 
+DEVICES = [1]        # how many GPUs the stand-in shows (a test may set DEVICES[0])
+
+
 def _cuda_module():
     m = types.ModuleType("cupy.cuda", "CuPy's cuda module, as far as the stand-in models it.")
 
+    current = [0]                             # the device use() made current
+
     class Device:
         def __init__(self, device=None):
-            self.id = 0 if device is None else int(device)
+            self.id = current[0] if device is None else int(device)
+            if not 0 <= self.id < DEVICES[0]:
+                raise ValueError(f"stand-in: no device {self.id} of {DEVICES[0]}")
+
+        def use(self):
+            current[0] = self.id
 
         def synchronize(self):
             _sync("synchronize")
@@ -440,6 +450,9 @@ def _cuda_module():
 
     Stream.null = Stream()
     m.Device, m.Stream = Device, Stream
+    m.runtime = types.ModuleType("cupy.cuda.runtime", "the device count and the current device")
+    m.runtime.getDeviceCount = lambda: DEVICES[0]
+    m.runtime.getDevice = lambda: current[0]
     m.get_current_stream = lambda device_id=-1: Stream.null
     m.is_available = is_available
 

@@ -24,17 +24,21 @@ MINIPIXEL_DEVICE says.
 BLAS runs single-threaded unless MINIPIXEL_BLAS_THREADS says otherwise (cli/threads.py).
 """
 import argparse
+import contextlib
+import io
 import signal
 import sys
+import traceback
 
 from ..argtypes import OneLineParser
 from ..backend import DeviceError, default_device_override
 from ..checkpoint import CheckpointError
+from ..distributed import GroupError, launched_rank, leave
 from ..interrupts import interrupts
 from ..runlock import RunLocked
 from ..training import TrainingDiverged
 from . import complete, crosscheck, evaluate, plot, receptive_field, sample, train
-from .common import CLIError
+from .common import CLIError, describe
 from .threads import configure_blas_threads
 
 __all__ = ["main", "build_parser", "EXPECTED_ERRORS"]
@@ -43,7 +47,7 @@ SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field, plot)
 
 # Failures that are the input's or the environment's, not minipixel's: one line, exit 2.
 EXPECTED_ERRORS = (CLIError, CheckpointError, DeviceError, TrainingDiverged, RunLocked, OSError,
-                   MemoryError)
+                   MemoryError, GroupError)
 
 
 def build_parser():
@@ -66,19 +70,6 @@ def build_parser():
     return p
 
 
-def describe(error):
-    """One line for an expected failure."""
-    if isinstance(error, MemoryError):
-        return ("out of memory" + (f" ({error})" if str(error) else "")
-                + "; try smaller sizes, fewer images or a smaller batch")
-    if isinstance(error, OSError) and error.strerror:
-        where = f": {error.filename}" if error.filename else ""
-        text = f"{error.strerror}{where}"
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join(text.split())
-
-
 def _strip_debug(argv):
     """(argv without --debug, whether it was there); arguments after "--" are kept."""
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -96,25 +87,46 @@ def main(argv=None):
     names = {"train", "evaluate", "sample", "complete", "receptive-field", "plot"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train"] + argv               # `minipixel [train flags]`: the train command
-    args = parser.parse_args(argv)
+    with _quiet_unless_rank_0():              # under mpiexec: one usage error, not K
+        args = parser.parse_args(argv)
     configure_blas_threads()
     return _guarded(args.command, debug, getattr(args, "device", "cpu"), args.run, args)
 
 
 def _guarded(command, debug, device, fn, *args):
     """fn(*args) computing on `device`, with expected failures as one line and exit 2,
-    Ctrl-C (SIGINT) as 130 and SIGTERM as 143 (a training run saves its checkpoint first)."""
+    Ctrl-C (SIGINT) as 130 and SIGTERM as 143 (a training run saves its checkpoint first).
+    Under an MPI launcher only rank 0 prints what every rank knows (``distributed``)."""
     try:
         # --device alone decides where a command computes (MINIPIXEL_DEVICE is for the API)
         with interrupts(), default_device_override(device):
             return fn(*args)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"\nminipixel {command}: interrupted ({signal.Signals(signum).name})",
-              file=sys.stderr)
-        return 128 + int(signum)
+        if launched_rank() == 0:
+            print(f"\nminipixel {command}: interrupted ({signal.Signals(signum).name})",
+                  file=sys.stderr)
+        return leave(128 + int(signum))
     except EXPECTED_ERRORS as e:
         if debug:
             raise
-        print(f"minipixel {command}: {describe(e)}", file=sys.stderr)
-        return 2
+        cause = e.__cause__
+        if isinstance(e, GroupError) and cause is not None \
+                and not isinstance(cause, EXPECTED_ERRORS):     # a bug on this rank
+            traceback.print_exception(type(cause), cause, cause.__traceback__)
+        if launched_rank() == 0 or getattr(e, "report", False):
+            print(f"minipixel {command}: {describe(e)}", file=sys.stderr)
+        return leave(2)
+
+
+@contextlib.contextmanager
+def _quiet_unless_rank_0():
+    if launched_rank() == 0:
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            yield
+        except SystemExit as e:
+            leave(e.code if isinstance(e.code, int) else 2)
+            raise

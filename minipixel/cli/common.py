@@ -188,3 +188,16 @@ def progress_printer(desc, enabled=True):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     pass
+
+
+def describe(error):
+    """One line for an expected failure."""
+    if isinstance(error, MemoryError):
+        return ("out of memory" + (f" ({error})" if str(error) else "")
+                + "; try smaller sizes, fewer images or a smaller batch")
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())

@@ -9,6 +9,11 @@ Ctrl-C and SIGTERM save a checkpoint of the last completed step and exit
 (130, 143). One run at a time per output folder (a lock). A run whose loss or
 weights become non-finite stops and writes nothing, so the last checkpoint is
 kept.
+
+Under an MPI launcher (``mpiexec -n K minipixel train ...``, docs/distributed.md)
+the K processes train one run together: each takes its part of every batch of
+--batch-size images; rank 0 alone reads the --resume checkpoint, holds the lock,
+writes the files and prints; the others print only what rank 0 cannot.
 """
 import os
 import time
@@ -16,6 +21,7 @@ import time
 import numpy as np
 
 from ..checkpoint import min_parameters, validate_train_state
+from ..distributed import DEFAULT_TIMEOUT, process_group
 from ..io import remove_stale_temporaries
 from ..argtypes import NON_NEGATIVE, POSITIVE, SEED, number
 from ..models import MODELS, PRESETS, build
@@ -23,8 +29,8 @@ from ..nn import DEFAULT_LR, OPTIMIZERS
 from ..runlock import RunLock
 from ..training import Trainer
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
-                     add_threads, check_fits, check_output, check_threads, dataset_spec, device,
-                     load_data, load_model)
+                     add_threads, check_fits, check_output, check_threads, dataset_spec, describe,
+                     device, load_data, load_model)
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=5,
@@ -86,6 +92,9 @@ def add_parser(sub):
     t.add_argument("--resume", metavar="CHECKPOINT", default=None,
                    help="continue a run from its checkpoint (model, optimizer, position)")
     t.add_argument("--eval-batch-size", type=POSITIVE, default=100, help="default %(default)s")
+    t.add_argument("--peer-timeout", type=number(0, above=True), default=DEFAULT_TIMEOUT,
+                   metavar="S", help="under mpiexec: seconds a process waits for the others "
+                                     "in one step before the run stops (default %(default)g)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None,
                    help=f"output folder (default {MAIN_OUT}, or the checkpoint's folder with "
@@ -132,7 +141,7 @@ def _build(kind, config, fast=True):
         raise CLIError(f"cannot build the model: {e}") from None
 
 
-def _new_trainer(args, dev, log):
+def _new_trainer(args, dev, log, group):
     config = _model_settings(args)
     if (args.dataset is None and not args.mnist_dir and not args.cifar_dir
             and not args.binarized_mnist_dir and "channels" in config):
@@ -152,18 +161,54 @@ def _new_trainer(args, dev, log):
                       epochs=MAIN_JOB["epochs"] if args.epochs is None else args.epochs,
                       seed=args.seed or 0, clip=clip or None, dataset=spec,
                       max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
-                      progress=not args.no_progress, log=log, workers=args.threads or 1)
+                      progress=not args.no_progress and group.is_root, log=log,
+                      workers=args.threads or 1, group=group)
     return trainer, data
 
 
-def _resumed_trainer(args, dev, log):
+def _resumed_trainer(args, dev, log, group):
     """The run saved in --resume, with its whole state checked before any step."""
-    given = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS if getattr(args, f, None) is not None]
-    if given:
-        raise CLIError(f"with --resume the run's settings come from the checkpoint; "
-                       f"drop {', '.join(given)} (only --epochs, --max-steps, --out, --device, "
-                       f"--threads, --samples and output flags may change)")
-    _, ckpt = load_model(args.resume)
+    ckpt = _resume_checkpoint(args, group)
+    return group.agree(lambda: _trainer_from(args, ckpt, dev, log, group))
+
+
+def _resume_checkpoint(args, group):
+    """The --resume checkpoint: read by rank 0 (the others may not see the file), its
+    bytes sent to the other ranks, which load them as rank 0 did."""
+    def read():
+        given = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS
+                 if getattr(args, f, None) is not None]
+        if given:
+            raise CLIError(f"with --resume the run's settings come from the checkpoint; "
+                           f"drop {', '.join(given)} (only --epochs, --max-steps, --out, "
+                           f"--device, --threads, --samples and output flags may change)")
+        if not group.is_root:
+            return None
+        ckpt = load_model(args.resume)[1]
+        if group.size > 1:
+            with open(args.resume, "rb") as f:
+                ckpt.bytes = f.read()
+        return ckpt
+    ckpt = group.agree(read)
+    if group.size == 1:
+        return ckpt
+    blob = group.broadcast_bytes(ckpt.bytes if group.is_root else b"")
+    return group.agree(lambda: ckpt if group.is_root else _checkpoint_from(blob, args.resume))
+
+
+def _checkpoint_from(blob, path):
+    """The checkpoint in `blob` (rank 0's copy of `path`), loaded through a private file."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, "checkpoint.npz")
+        with open(copy, "wb") as f:
+            f.write(blob)
+        ckpt = load_model(copy)[1]
+    ckpt.path = path
+    return ckpt
+
+
+def _trainer_from(args, ckpt, dev, log, group):
     if args.paper_path:                   # the same parameters, in the same order
         ckpt.model = ckpt.model.variant(fast=False)
     if not ckpt.train or "global_step" not in ckpt.train:
@@ -178,8 +223,8 @@ def _resumed_trainer(args, dev, log):
     try:
         trainer = Trainer.resume(ckpt, data.train, data.test, device=dev, epochs=args.epochs,
                                  max_steps=args.max_steps, eval_batch_size=args.eval_batch_size,
-                                 progress=not args.no_progress, log=log,
-                                 workers=args.threads)
+                                 progress=not args.no_progress and group.is_root, log=log,
+                                 workers=args.threads, group=group)
     except ValueError as e:
         raise CLIError(f"cannot resume: {e}") from None
     return trainer, data
@@ -211,27 +256,51 @@ def _output_folder(args):
 def run(args):
     """Check the flags and the output folder, lock the folder, then read the checkpoint (or
     the data) under the lock, check everything, and train. Reading a checkpoint before the
-    lock let a run that finished in between be overwritten by the stale state."""
+    lock let a run that finished in between be overwritten by the stale state. Under an
+    MPI launcher every check is agreed by all ranks (one line if any fails); rank 0 holds
+    the lock for the group."""
     t0, c0 = time.perf_counter(), time.process_time()
-    dev = device(args.device)
-    check_threads(args, dev)
+    group = process_group(args.peer_timeout, describe)
+    dev, gpu = group.agree(lambda: _device(args, group))
+    gpus = group.gather(gpu)
 
     def log(*a):
-        print(*a, flush=True)
-    if args.resume and not os.path.exists(args.resume):     # before its folder is made
-        raise CLIError(f"checkpoint not found: {args.resume}")
+        if group.is_root:
+            print(*a, flush=True)
     out = _output_folder(args)
-    check_output(out, directory=True)          # unwritable, a file, a full disk: before training
-    with RunLock(out):
-        trainer, data = (_resumed_trainer if args.resume else _new_trainer)(args, dev, log)
-        remove_stale_temporaries(out, RUN_FILES)
-        trainer.out = out
-        return _train(args, trainer, data, dev, out, (t0, c0), log)
+    lock = RunLock(out)
+
+    def take_folder():                         # rank 0 writes; the lock holds for the group
+        if group.is_root:
+            if args.resume and not os.path.exists(args.resume):     # before its folder is made
+                raise CLIError(f"checkpoint not found: {args.resume}")
+            check_output(out, directory=True)  # unwritable, a file, a full disk: first
+            lock.acquire()
+    try:
+        group.agree(take_folder)
+        if args.resume:                        # read under the lock
+            trainer, data = _resumed_trainer(args, dev, log, group)
+        else:
+            trainer, data = group.agree(lambda: _new_trainer(args, dev, log, group))
+        if group.is_root:
+            remove_stale_temporaries(out, RUN_FILES)
+            trainer.out = out
+        return _train(args, trainer, data, dev, out, (t0, c0), log,
+                      {"processes": group.size, "gpus": gpus if dev != "cpu" else None})
+    finally:
+        lock.release()
 
 
-def _train(args, trainer, data, dev, out, start, log):
+def _device(args, group):
+    """(device, this rank's GPU number or None) after checking --device and --threads."""
+    dev = device(args.device)
+    check_threads(args, dev)
+    return dev, (group.cuda_device() if dev == "cuda" else None)
+
+
+def _train(args, trainer, data, dev, out, start, log, group_info):
     t0, c0 = start
-    if not args.resume and os.path.exists(trainer.checkpoint_path):
+    if trainer.out and not args.resume and os.path.exists(trainer.checkpoint_path):
         log(f"note: starting afresh over {trainer.checkpoint_path} "
             f"(--resume {trainer.checkpoint_path} would continue it)")
     model = trainer.model
@@ -243,7 +312,9 @@ def _train(args, trainer, data, dev, out, start, log):
         f"lr {trainer.settings['lr']:g}, batch {trainer.settings['batch_size']}, "
         f"{trainer.settings['epochs']} epochs of {trainer.steps_per_epoch} steps -> {out}")
     metrics = trainer.run()                    # Ctrl-C / SIGTERM: saved, then re-raised
-    extra = {"wall_time_s": round(time.perf_counter() - t0, 2), "device": dev}
+    if not trainer.group.is_root:
+        return 0
+    extra = {"wall_time_s": round(time.perf_counter() - t0, 2), "device": dev, **group_info}
     n_samples = MAIN_JOB["samples"] if args.samples is None else args.samples
     if metrics["status"] == "finished" and n_samples > 0:
         from ..figures import samples_figure
