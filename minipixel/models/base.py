@@ -38,6 +38,7 @@ from ..nn import Module, ModuleList
 from ..ops import concat
 from ..sampling.per_pixel.base import ModelPixels
 from ..tensor import Tensor
+from ..validate import is_whole
 
 
 def check_images(images, channels, levels):
@@ -70,7 +71,7 @@ def check_config(channels, levels, h, layers, out_hidden):
         raise ValueError(f"channels must be 1 (grey/binary) or 3 (RGB), got {channels!r}")
     for name, value in (("levels", levels), ("h", h), ("layers", layers),
                         ("out_hidden", out_hidden)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not is_whole(value, low=None):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
     if levels < 2:
         raise ValueError(f"levels must be >= 2, got {levels}")

@@ -19,11 +19,10 @@ passes); ``cached.fill_cached`` evaluates the model one pixel at a time from
 cached values of earlier pixels (each layer's per-pixel step sits beside its
 forward). Both take (model, images, u, given_mask, progress).
 """
-import numbers
-
 import numpy as np
 
 from ..backend import to_numpy
+from ..validate import is_whole
 from .cached import fill_cached, teacher_forced_logits
 from .naive import draw_from_logits, fill_naive
 
@@ -39,7 +38,7 @@ def uniforms(seed, n, C, H, W):
 def _whole(name, value, least):
     """A Python int >= least from value, or a ValueError naming what was expected."""
     want = "a positive whole number" if least == 1 else f"a whole number >= {least}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_whole(value, low=None):
         raise ValueError(f"sample: {name} must be {want}, got {value!r} "
                          f"({type(value).__name__})")
     if value < least:

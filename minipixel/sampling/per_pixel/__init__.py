@@ -6,7 +6,7 @@ each twin keeps what it computed for earlier pixels (its grids, channels last) a
 computes only the new pixel. One file per file of minipixel/layers/ (and one for
 minipixel/models/base.py), named like its twin; each layer links to its twin with a
 one-line ``pixel_steps()``. Every twin gives its layer's forward pass at each pixel
-(reference_tests/test_cached_sampling.py).
+(reference_tests/test_per_pixel_twins.py).
 
     conv.py             PixelConv: a (masked) conv at one output position
     cell.py             the LSTM cell (eq. 3) on one pixel's arrays

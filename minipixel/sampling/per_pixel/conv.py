@@ -2,7 +2,7 @@
 
 Made by ``conv.at_pixel(grid)`` (Conv2d and MaskedConv2d) from the conv's current
 weights; masked-out taps are never read. Tested equal to the conv's forward pass at
-every position (reference_tests/test_cached_sampling.py).
+every position (reference_tests/test_per_pixel_twins.py).
 """
 import copy
 

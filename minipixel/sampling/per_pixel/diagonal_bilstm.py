@@ -2,7 +2,7 @@
 at one pixel.
 
 Tested equal to the layer's forward pass at every pixel
-(reference_tests/test_cached_sampling.py).
+(reference_tests/test_per_pixel_twins.py).
 """
 from .cell import lstm_cell
 

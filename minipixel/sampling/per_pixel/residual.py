@@ -2,7 +2,7 @@
 pixel, and the (leaky) ReLU on raw arrays.
 
 Tested equal to the block's forward pass at every pixel
-(reference_tests/test_cached_sampling.py).
+(reference_tests/test_per_pixel_twins.py).
 """
 
 

@@ -1,7 +1,7 @@
 """The per-pixel twin of minipixel/layers/row_lstm.py: the Row LSTM layer at one pixel.
 
 Tested equal to the layer's forward pass at every pixel
-(reference_tests/test_cached_sampling.py).
+(reference_tests/test_per_pixel_twins.py).
 """
 from .cell import lstm_cell
 from .conv import PixelConv
