@@ -81,6 +81,13 @@ def validate_config(config):
         raise ValueError(f"channels must be 1 or 3, got {config['channels']}")
     if config.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {config.get('dtype')!r}")
+    if config["model"] == "multiscale":
+        if config.get("kind") not in LAYER_WEIGHTS_PER_H2:
+            raise ValueError(f"kind must be one of {sorted(LAYER_WEIGHTS_PER_H2)}, "
+                             f"got {config.get('kind')!r}")
+        for key, low in (("factor", 2), ("condition_maps", 1)):
+            if not is_whole(config.get(key), low, None):
+                raise ValueError(f"{key} must be {whole_span(low, None)}, got {config.get(key)!r}")
     return config
 
 
@@ -173,6 +180,10 @@ def min_parameters(config):
     so a file's declared weights bound what building its model costs. Exact arithmetic on
     Python ints, so h = 1e9 is just a big number."""
     C, h, L, F = (int(config[k]) for k in ("channels", "h", "layers", "out_hidden"))
+    if config.get("model") == "multiscale":   # two networks, V per layer, the upsampler
+        one = min_parameters({**config, "model": config.get("kind")})
+        c, k = int(config["condition_maps"]), int(config["factor"])
+        return 2 * one + L * h * c + c * c * (k * k + 9)
     values = 1 if int(config["levels"]) == 2 else int(config["levels"])
     per_layer = LAYER_WEIGHTS_PER_H2.get(config.get("model"), 1) * h * h
     return 2 * h * C * 49 + L * per_layer + F * 2 * h * L + F * F + C * values * F

@@ -192,8 +192,9 @@ def parameter_count(model, channels, levels, h, layers, out_hidden):
 
 
 def test_preset_table_is_complete():
-    assert set(PRESETS) == set(PRESET_PARAMETERS)
-    assert set(MODELS) == {"pixelcnn", "rowlstm", "diagonal"}
+    single_scale = {name for name, config in PRESETS.items() if config["model"] != "multiscale"}
+    assert single_scale == set(PRESET_PARAMETERS)     # multi-scale: test_multiscale.py
+    assert set(MODELS) == {"pixelcnn", "rowlstm", "diagonal", "multiscale"}
 
 
 @pytest.mark.parametrize("name", sorted(PRESET_PARAMETERS))

@@ -1,7 +1,9 @@
-"""Convolution modules: plain Conv2d and MaskedConv2d (mask A / B, paper section 3.4).
+"""Convolution modules: plain Conv2d, MaskedConv2d (mask A / B, paper section 3.4) and
+ConvTranspose2d (the multi-scale model's upsampling, section 3.6).
 
-    Conv2d:        x (N, C, H, W) -> (N, OC, OH, OW), weight (OC, C, KH, KW), bias (OC,)
-    MaskedConv2d:  the same with weight * mask (masks.py), size kept by padding KH//2, KW//2
+    Conv2d:          x (N, C, H, W) -> (N, OC, OH, OW), weight (OC, C, KH, KW), bias (OC,)
+    MaskedConv2d:    the same with weight * mask (masks.py), size kept by padding KH//2, KW//2
+    ConvTranspose2d: x (N, C, H, W) -> (N, OC, (H-1)s + KH, (W-1)s + KW), weight (C, OC, KH, KW)
 
 ``conv.at_pixel(grid)`` links to its per-pixel twin (minipixel/sampling/per_pixel/conv.py):
 the same convolution at one output position, for the cached sampler.
@@ -9,7 +11,7 @@ the same convolution at one output position, for the cached sampler.
 import numpy as np
 
 from ..nn import Module, Parameter
-from ..ops import conv2d
+from ..ops import conv2d, conv_transpose2d
 from ..ops.conv import kept_taps
 from ..sampling.per_pixel.conv import PixelConv
 from .masks import conv_mask
@@ -39,6 +41,12 @@ class Conv2d(Module):
     def at_pixel(self, grid=None):
         """This conv at one output position reading `grid` (or a 1 x 1 conv's ``vec``)."""
         return PixelConv(self.weight.data, self.bias, None, self.weight.shape[2:], grid)
+
+
+def condition_conv(maps, out, rng, dtype):
+    """A conditional layer's 1 x 1 unmasked conv V (no bias): c conditioning maps ->
+    `out` maps added to the layer's gates (the Multi-Scale model, conditioning.py)."""
+    return Conv2d(maps, out, 1, bias=False, rng=rng, dtype=dtype)
 
 
 class MaskedConv2d(Conv2d):
@@ -73,3 +81,19 @@ class MaskedConv2d(Conv2d):
     def at_pixel(self, grid=None):
         return PixelConv(self.weight.data * self.device_mask(), self.bias, self.taps,
                          self.weight.shape[2:], grid)
+
+
+class ConvTranspose2d(Module):
+    """Transposed convolution with stride s (no padding): each input pixel paints a
+    KH x KW patch of the output, patches s apart. Weight (C, OC, KH, KW), bias (OC,)."""
+
+    def __init__(self, C, OC, kernel, stride, rng, dtype=np.float32):
+        super().__init__()
+        KH, KW = (kernel, kernel) if isinstance(kernel, int) else kernel
+        fan_in = C * KH * KW
+        self.weight = Parameter(uniform_init(rng, (C, OC, KH, KW), fan_in, dtype))
+        self.bias = Parameter(uniform_init(rng, (OC,), fan_in, dtype))
+        self.stride = stride
+
+    def forward(self, x):
+        return conv_transpose2d(x, self.weight, self.bias, self.stride)

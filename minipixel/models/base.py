@@ -23,6 +23,11 @@ makes every ReLU leaky (the causality probe's models; 0 is the paper's ReLU).
 Neither is part of ``config``: they change how, not what, the model computes
 (relu_slope aside, which only probes use).
 
+``condition_maps`` > 0 makes the conditional network of the Multi-Scale PixelRNN
+(multiscale.py): every layer gets a 1 x 1 unmasked conv V of a conditioning map
+(N, condition_maps, H, W) added to its gates, and ``logits_from_scaled(x, cond=...)``
+takes that map.
+
 ``forward(images, trace)`` / ``logits_from_scaled(x, trace)``: with a dict
 ``trace`` the one forward pass also records its intermediates (the reference
 files of minipixel/crosscheck/reference.py are made this way): "layer/0",
@@ -90,11 +95,13 @@ class PixelModel(Module):
     name = None
 
     def __init__(self, channels=1, levels=2, h=16, layers=7, out_hidden=32, seed=0,
-                 dtype=np.float32, fast=True, relu_slope=0.0):
+                 dtype=np.float32, fast=True, relu_slope=0.0, condition_maps=0):
         super().__init__()
         check_config(channels, levels, h, layers, out_hidden)
         self.config = dict(model=self.name, channels=channels, levels=levels, h=h, layers=layers,
                            out_hidden=out_hidden, seed=seed, dtype=np.dtype(dtype).name)
+        if condition_maps:
+            self.config["condition_maps"] = condition_maps
         self.fast, self.relu_slope = bool(fast), float(relu_slope)
         rng = np.random.default_rng(seed)
         self.channels, self.levels = channels, levels
@@ -102,7 +109,9 @@ class PixelModel(Module):
         g2h, gout = channel_groups(2 * h, channels), channel_groups(out_hidden, channels)
         self.first = MaskedConv2d("A", g2h, channel_groups(channels, channels), 7, rng=rng,
                                   dtype=dtype)
-        self.layers = ModuleList(self.make_layer(h, channels, rng, dtype) for _ in range(layers))
+        conditional = {"condition_maps": condition_maps} if condition_maps else {}
+        self.layers = ModuleList(self.make_layer(h, channels, rng, dtype, **conditional)
+                                 for _ in range(layers))
         self.skip = MaskedConv2d("B", gout, np.tile(g2h, layers), 1, rng=rng, dtype=dtype)
         self.out_hidden = MaskedConv2d("B", gout, gout, 1, rng=rng, dtype=dtype)
         n_logits = channels * self.logits_per_subpixel
@@ -124,7 +133,7 @@ class PixelModel(Module):
         """The head's ReLU (leaky with relu_slope > 0)."""
         return rectify(x, self.relu_slope)
 
-    def make_layer(self, h, colours, rng, dtype):
+    def make_layer(self, h, colours, rng, dtype, condition_maps=0):
         raise NotImplementedError
 
     # ---- forward -------------------------------------------------------------
@@ -140,16 +149,17 @@ class PixelModel(Module):
         """Logits for integer images: (N, C, H, W) if binary, else (N, levels, C, H, W)."""
         return self.logits_from_scaled(self.scale(images), trace)
 
-    def logits_from_scaled(self, x, trace=None):
+    def logits_from_scaled(self, x, trace=None, cond=None):
         """Logits from the scaled float input x (N, C, H, W): differentiable in x.
 
-        trace: a dict to record the intermediates in (see the module docstring)."""
+        trace: a dict to record the intermediates in (see the module docstring);
+        cond: the conditioning map (N, condition_maps, H, W) of a conditional network."""
         trace = {} if trace is None else trace
         x = trace["layer/0"] = self.first(x)
         outs = []
         for i, layer in enumerate(self.layers, start=1):
             inner = {}
-            x = trace[f"layer/{i}"] = layer(x, trace=inner)
+            x = trace[f"layer/{i}"] = layer(x, trace=inner, cond=cond)
             outs.append(x)
             if "hidden" in inner:
                 trace[f"hidden/{i}"] = inner["hidden"]
@@ -171,11 +181,15 @@ class PixelModel(Module):
         return ModelPixels(self, N, H, W)        # the per-pixel twin (sampling/per_pixel/)
 
     # ---- likelihood ----------------------------------------------------------
+    def subpixel_nll(self, logits, images):
+        """-log p of each sub-pixel's value given its context, nats (N, C, H, W)."""
+        if self.logits_per_subpixel == 1:
+            return self.losses.sigmoid_nll(logits, images)
+        return self.losses.softmax_nll(logits, images)
+
     def nll_from_logits(self, logits, images):
         """NLL in nats per image (N,)."""
-        if self.logits_per_subpixel == 1:
-            return self.losses.sigmoid_nll(logits, images).sum(axis=(1, 2, 3))
-        return self.losses.softmax_nll(logits, images).sum(axis=(1, 2, 3))
+        return self.subpixel_nll(logits, images).sum(axis=(1, 2, 3))
 
     def nll(self, images):
         """Negative log-likelihood of each image in nats: a Tensor (N,)."""

@@ -7,6 +7,6 @@ from .base import PixelModel
 class DiagonalBiLSTM(PixelModel):
     name = "diagonal"
 
-    def make_layer(self, h, colours, rng, dtype):
-        return (FastDiagonalBiLSTMLayer if self.fast else DiagonalBiLSTMLayer)(h, colours, rng,
-                                                                              dtype)
+    def make_layer(self, h, colours, rng, dtype, condition_maps=0):
+        return (FastDiagonalBiLSTMLayer if self.fast else DiagonalBiLSTMLayer)(
+            h, colours, rng, dtype, condition_maps)

@@ -8,5 +8,6 @@ from .base import PixelModel
 class PixelCNN(PixelModel):
     name = "pixelcnn"
 
-    def make_layer(self, h, colours, rng, dtype):
-        return PixelCNNBlock(h, colours, rng, dtype, relu_slope=self.relu_slope)
+    def make_layer(self, h, colours, rng, dtype, condition_maps=0):
+        return PixelCNNBlock(h, colours, rng, dtype, relu_slope=self.relu_slope,
+                             condition_maps=condition_maps)

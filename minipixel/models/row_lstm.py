@@ -7,5 +7,6 @@ from .base import PixelModel
 class RowLSTM(PixelModel):
     name = "rowlstm"
 
-    def make_layer(self, h, colours, rng, dtype):
-        return (FastRowLSTMLayer if self.fast else RowLSTMLayer)(h, colours, rng, dtype)
+    def make_layer(self, h, colours, rng, dtype, condition_maps=0):
+        return (FastRowLSTMLayer if self.fast else RowLSTMLayer)(h, colours, rng, dtype,
+                                                                 condition_maps)

@@ -8,10 +8,11 @@ from .elementwise import exp, log, sigmoid, tanh, relu, leaky_relu, where
 from .reductions import sum, mean, max, logsumexp, log_softmax
 from .shape import reshape, transpose, getitem, pad, concat, stack, flip, skew, unskew
 from .conv import conv2d, im2col, col2im
+from .conv_transpose import conv_transpose2d
 from . import operators  # noqa: F401  (a + b, t.sum(), ... on Tensor)
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "matmul",
            "exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "where",
            "sum", "mean", "max", "logsumexp", "log_softmax",
            "reshape", "transpose", "getitem", "pad", "concat", "stack", "flip", "skew", "unskew",
-           "conv2d", "im2col", "col2im"]
+           "conv2d", "im2col", "col2im", "conv_transpose2d"]

@@ -1,0 +1,126 @@
+"""Multi-Scale PixelRNN (paper section 3.6): a small image first, then the large one given it.
+
+    x (N, C, H, W), integers        the large image
+    s = x[:, :, ::k, ::k]           the small image (N, C, ceil(H/k), ceil(W/k)): the
+                                    pixel (k r, k c) of each k x k block
+    small network                   an unconditional model of the same kind on s
+    upsampler                       s -> cond (N, c, H, W)  (layers/conditioning.py)
+    conditional network             the same kind on x, each layer's gates biased by a
+                                    1 x 1 unmasked conv V of cond (condition_maps = c)
+
+The likelihood counts each pixel once. The small image's pixels are pixels of x, so
+the conditional network is not asked for them: they are given. With G the given
+pixels (the rows and columns k r, all colours),
+
+    -log p(x) = -log p_small(s) - sum_{sub-pixels i not in G} log p_cond(x_i | x_<i, s)
+
+Both networks train on this one objective, jointly (they share no parameter, so one
+step of the sum is one step of each). p sums to one over all images: for each s the
+conditional factors are normalised over the pixels they predict, in raster order
+(reference_tests/test_likelihood_sums_to_one.py).
+
+Sampling runs the two in order (minipixel/sampling/): s from the small network, then
+x from the conditional one with the pixels of G copied from s, cond computed once.
+"""
+import numpy as np
+
+from ..backend import device_of, to_device
+from ..layers.conditioning import Upsampler, given_pixels, small_size, subsample
+from ..nn import Module
+from ..tensor import Tensor
+from ..validate import is_whole
+from .base import PixelModel, check_images
+from .diagonal_bilstm import DiagonalBiLSTM
+from .pixelcnn import PixelCNN
+from .row_lstm import RowLSTM
+
+KINDS = {cls.name: cls for cls in (PixelCNN, RowLSTM, DiagonalBiLSTM)}
+
+
+class MultiScalePixelRNN(Module):
+    name = "multiscale"
+
+    def __init__(self, kind="diagonal", factor=2, condition_maps=16, channels=1, levels=2,
+                 h=16, layers=7, out_hidden=32, seed=0, dtype=np.float32, fast=True,
+                 relu_slope=0.0):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        for key, value in (("factor", factor), ("condition_maps", condition_maps)):
+            if not is_whole(value, low=None) or value < (2 if key == "factor" else 1):
+                raise ValueError(f"{key} must be a whole number >= {2 if key == 'factor' else 1}, "
+                                 f"got {value!r}")
+        net = dict(channels=channels, levels=levels, h=h, layers=layers, out_hidden=out_hidden,
+                   dtype=dtype, fast=fast, relu_slope=relu_slope)
+        self.small = KINDS[kind](seed=seed, **net)
+        self.large = KINDS[kind](seed=seed + 1, condition_maps=condition_maps, **net)
+        self.upsampler = Upsampler(channels, condition_maps, factor,
+                                   np.random.default_rng(seed + 2), dtype, relu_slope)
+        self.config = dict(model=self.name, kind=kind, factor=factor,
+                           condition_maps=condition_maps, channels=channels, levels=levels,
+                           h=h, layers=layers, out_hidden=out_hidden, seed=seed,
+                           dtype=np.dtype(dtype).name)
+        self.kind, self.factor = kind, factor
+        self.fast, self.relu_slope = bool(fast), float(relu_slope)
+        self.channels, self.levels = channels, levels
+        self.logits_per_subpixel = self.large.logits_per_subpixel
+
+    variant = PixelModel.variant
+
+    # ---- the two scales ------------------------------------------------------
+    def subsample(self, images):
+        """The small image of each large one (the pixel (k r, k c) of each k x k block)."""
+        return subsample(images, self.factor)
+
+    def given(self, H, W):
+        """(H, W) bool: the pixels of an H x W image that its small image fixes."""
+        return given_pixels(H, W, self.factor)
+
+    def small_size(self, H, W):
+        return small_size(H, W, self.factor)
+
+    def conditioning(self, small_images, H, W):
+        """The upsampled small image: the conditioning map (N, c, H, W)."""
+        return self.upsampler(self.small.scale(small_images), H, W)
+
+    def conditional_logits(self, images, small_images, trace=None):
+        """The conditional network's logits for the large images given the small ones:
+        what the large image reaches goes through the masked path only."""
+        images = check_images(images, self.channels, self.levels)
+        small_images = check_images(small_images, self.channels, self.levels)
+        H, W = images.shape[2:]
+        if tuple(small_images.shape[2:]) != self.small_size(H, W) or \
+                small_images.shape[0] != images.shape[0]:
+            raise ValueError(f"small images of shape ({images.shape[0]}, {self.channels}, "
+                             f"{self.small_size(H, W)[0]}, {self.small_size(H, W)[1]}) expected "
+                             f"for large ones {tuple(images.shape)}, got {tuple(small_images.shape)}")
+        cond = self.conditioning(small_images, H, W)
+        if trace is not None:
+            trace["condition"] = cond
+        return self.large.logits_from_scaled(self.large.scale(images), trace, cond=cond)
+
+    def forward(self, images, trace=None):
+        """The conditional network's logits given the images' own small images."""
+        images = check_images(images, self.channels, self.levels)
+        return self.conditional_logits(images, self.subsample(images), trace)
+
+    # ---- likelihood ----------------------------------------------------------
+    def nll_parts(self, images):
+        """(-log p_small(s), -log p_cond(the other pixels | s)) in nats, Tensors (N,) each."""
+        images = check_images(images, self.channels, self.levels)
+        small = self.subsample(images)
+        nll_small = self.small.nll(small)
+        logits = self.conditional_logits(images, small)
+        if device_of(images) != self.device:
+            images = to_device(images, self.device)
+        H, W = images.shape[2:]
+        predicted = Tensor(logits.xp.asarray(~self.given(H, W), dtype=self.dtype))
+        per_subpixel = self.large.subpixel_nll(logits, images)              # (N, C, H, W)
+        return nll_small, (per_subpixel * predicted).sum(axis=(1, 2, 3))
+
+    def nll(self, images):
+        """-log p(x) in nats per image: a Tensor (N,)."""
+        nll_small, nll_rest = self.nll_parts(images)
+        return nll_small + nll_rest
+
+    loss = PixelModel.loss
