@@ -99,6 +99,11 @@ class MultiScalePixelRNN(Module):
             trace["condition"] = cond
         return self.large.logits_from_scaled(self.large.scale(images), trace, cond=cond)
 
+    def given_small(self, small_images):
+        """The conditional network with these small images held fixed: a model of the large
+        images alone (``ConditionalNetwork``), for the causality tools."""
+        return ConditionalNetwork(self, small_images)
+
     def forward(self, images, trace=None):
         """The conditional network's logits given the images' own small images."""
         images = check_images(images, self.channels, self.levels)
@@ -124,3 +129,38 @@ class MultiScalePixelRNN(Module):
         return nll_small + nll_rest
 
     loss = PixelModel.loss
+
+
+class ConditionalNetwork:
+    """A multi-scale model's conditional network with its small images fixed, seen as a
+    model of the large images alone: what ``causality.dependency_map`` and the audit take
+    (channels, levels, dtype, parameters, relu_slope, variant, logits_from_scaled).
+
+    small_images (1 or N, C, s_H, s_W): one small image is shared by every large image
+    of a batch. Its logits depend on the large image exactly as a single-scale model's
+    of the same kind do (reference_tests/test_multiscale.py)."""
+
+    def __init__(self, model, small_images):
+        self.model = model
+        self.small_images = check_images(small_images, model.channels, model.levels)
+        self.channels, self.levels = model.channels, model.levels
+        self.logits_per_subpixel = model.logits_per_subpixel
+        self.relu_slope, self.dtype, self.device = model.relu_slope, model.dtype, model.device
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def variant(self, **changes):
+        return ConditionalNetwork(self.model.variant(**changes), self.small_images)
+
+    def _small_for(self, N):
+        small = self.small_images
+        return small if small.shape[0] == N else small[:1].repeat(N, axis=0)
+
+    def logits_from_scaled(self, x, trace=None):
+        N, _, H, W = x.shape
+        cond = self.model.conditioning(self._small_for(N), H, W)
+        return self.model.large.logits_from_scaled(x, trace, cond=cond)
+
+    def __call__(self, images):
+        return self.model.conditional_logits(images, self._small_for(images.shape[0]))
