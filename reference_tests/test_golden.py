@@ -17,7 +17,8 @@ from minipixel.crosscheck.reference import (compute_arrays, model_from_reference
                                             read_reference, reference_arrays)
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
-NAMES = [f"{m}_{k}" for m in ("pixelcnn", "rowlstm", "diagonal") for k in ("grey", "rgb")]
+NAMES = [f"{m}_{k}" for m in ("pixelcnn", "rowlstm", "diagonal", "multiscale")
+         for k in ("grey", "rgb")]
 RTOL = 1e-10
 
 

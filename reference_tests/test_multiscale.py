@@ -222,12 +222,13 @@ class ConditioningReadsTheLargeImage(ConditionalNetwork):
 
     def variant(self, **changes):
         twin = ConditioningReadsTheLargeImage(self.model.variant(**changes), self.small_images)
+        twin.seed = self.seed
         twin.leak = self.leak
         return twin
 
     def logits_from_scaled(self, x, trace=None):
         N, _, H, W = x.shape
-        cond = self.model.conditioning(self._small_for(N), H, W) + self.leak(x)
+        cond = self.model.conditioning(self.small_for(N, H, W), H, W) + self.leak(x)
         return self.model.large.logits_from_scaled(x, trace, cond=cond)
 
 
@@ -241,3 +242,27 @@ def test_a_conditioning_that_reads_the_large_image_is_caught(kind):
     assert not np.array_equal(dep, expected_field(kind, 3, 5, 6, 2))
     assert np.array_equal(dependency_map(model.given_small(small), 5, 6),
                           expected_field(kind, 3, 5, 6, 2))
+
+
+# ---- the audit ---------------------------------------------------------------------------------
+
+def test_the_audit_passes_the_conditional_network_and_fails_the_buggy_one():
+    """What `minipixel audit` runs on a multi-scale model: the conditional network as a
+    function of the large image, its small image held fixed."""
+    from minipixel.crosscheck.adapters import model_fn
+    from minipixel.crosscheck.audit import audit
+    model = tiny("diagonal", 3, 4, factor=2)
+    ours = audit(model_fn(model.given_small(), leaky=True), 3, 4, H=5, W=6, bases=2)
+    assert ours.passed and not ours.leaks
+    buggy = audit(model_fn(ConditioningReadsTheLargeImage(model, None), leaky=True), 3, 4,
+                  H=5, W=6, bases=2)
+    assert not buggy.passed and buggy.leaks
+
+
+def test_auditing_a_multiscale_checkpoint_holds_its_small_image_fixed(tmp_path, capsys):
+    from minipixel.checkpoint import save_checkpoint
+    from minipixel.cli import main
+    path = str(tmp_path / "checkpoint.npz")
+    save_checkpoint(path, tiny("rowlstm", 1, 2, factor=2))
+    assert main(["audit", path, "--height", "5", "--width", "6"]) == 0
+    assert "PASS" in capsys.readouterr().out

@@ -143,7 +143,13 @@ def torch_fn(module, float64=True):
 
 
 def checkpoint_fn(path, float64=True):
-    """The model of a minipixel checkpoint as an audit function (float64 copy by default)."""
+    """The model of a minipixel checkpoint as an audit function (float64 copy by default).
+
+    A Multi-Scale checkpoint is audited as its conditional network with the small image
+    held fixed (a seeded random one per image size, ``MultiScalePixelRNN.given_small``):
+    the function of the large image that must be causal. The small image's own pixels
+    are pixels of the large one, so taking it from the audited image would show them as
+    dependencies on the future: they are given, not predicted."""
     from ..checkpoint import load_checkpoint
     ckpt = load_checkpoint(path)
     model = ckpt.model if ckpt.model is not None else ckpt.build_model()
@@ -152,6 +158,8 @@ def checkpoint_fn(path, float64=True):
         model = build(config.pop("model"), **config)
         model.load_state_dict({k: np.asarray(to_numpy(v), np.float64)
                                for k, v in ckpt.model_state.items()})
+    if model.name == "multiscale":
+        model = model.given_small()
     return model_fn(model)
 
 

@@ -41,22 +41,34 @@ from .reference import Reference, ReferenceFormatError, check_arrays, read_refer
 
 RTOL = {"float64": 1e-9, "float32": 1e-4, "float16": 1e-2}
 FEATURE_MAPS = ("layer", "hidden", "skip", "out_hidden")
+CONDITIONING = ("upsampler/embed", "upsampler/up", "condition")   # a multi-scale model's
 COLOUR = "RGB"
 
 
 def _order(key):
-    """Forward-pass order of the keys: inputs, parameters, layers, head, gradients."""
+    """Forward-pass order of the keys: inputs, parameters, (a multi-scale model's small
+    network, upsampler and conditioning map,) layers, head, gradients."""
     head, _, tail = key.partition("/")
-    if key == "images":
-        return (0,)
+    if key in ("images", "small/images"):
+        return (0, key != "images")
     if head in ("param", "mask"):
         return (1,)
+    if head == "small":
+        return (2,) + _network_order(tail)
+    if key in CONDITIONING:
+        return (3, CONDITIONING.index(key))
+    if head == "grad":
+        return (5,)
+    return (4,) + _network_order(key)
+
+
+def _network_order(key):
+    """One network's forward keys in order: layer/0, hidden/1, layer/1, ..., skip, ..., nll."""
+    head, _, tail = key.partition("/")
     if head in ("layer", "hidden") and tail.isdigit():
-        return (2, int(tail), 0 if head == "hidden" else 1)
-    fixed = {"skip": 3, "out_hidden": 4, "logits": 5, "nll": 6}
-    if key in fixed:
-        return (fixed[key],)
-    return (7,) if head == "grad" else (8,)
+        return (0, int(tail), 0 if head == "hidden" else 1)
+    fixed = {"skip": 1, "out_hidden": 2, "logits": 3, "nll": 4}
+    return (fixed[key],) if key in fixed else (5,)
 
 
 def is_input(key):
@@ -65,7 +77,9 @@ def is_input(key):
 
 
 def is_forward(key):
-    return key.partition("/")[0] in FEATURE_MAPS or key in ("logits", "nll")
+    if key.startswith("small/"):
+        key = key[len("small/"):]
+    return key.partition("/")[0] in FEATURE_MAPS or key in ("logits", "nll") + CONDITIONING
 
 
 @dataclass
@@ -189,6 +203,8 @@ def _colour(g, colours):
 def _first_position(key, bad, colours):
     """(description, index into the array) of the first diverging element in raster order."""
     nd = bad.ndim
+    if key.startswith("small/"):                       # a multi-scale model's small network
+        key = key[len("small/"):]
     if key == "logits" and nd == 5:                      # (N, V, C, H, W) -> n, r, c, k, v
         n, r, c, k, v = np.argwhere(bad.transpose(0, 3, 4, 2, 1))[0]
         return (f"image {n}, row {r}, column {c}, colour {_colour(k, colours)}, value {v}",
@@ -306,7 +322,8 @@ def compare(ref, theirs, rtol=None, atol=0.0, allow_nan=False):
     report = CompareReport(str(ref_name), str(their_name))
     colours = int(ref.config.get("channels", 1))
     if ref.config and theirs.config:
-        keys = ("model", "channels", "levels", "h", "layers", "out_hidden")
+        keys = ("model", "channels", "levels", "h", "layers", "out_hidden", "kind", "factor",
+                "condition_maps")
         diff = {k: (ref.config.get(k), theirs.config.get(k)) for k in keys
                 if theirs.config.get(k, ref.config.get(k)) != ref.config.get(k)}
         if diff:

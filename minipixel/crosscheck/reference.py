@@ -28,6 +28,28 @@ Python objects.
 | logits             | float   | (N, C, H, W) if V == 2, else (N, V, C, H, W) | Bernoulli logit / softmax logits per sub-pixel |
 | nll                | float   | (N,)                       | negative log-likelihood per image, nats |
 
+A Multi-Scale model (config "model": "multiscale", with "kind", "factor" k and
+"condition_maps" c; models/multiscale.py) holds two networks and the conditioning:
+its params are named "small.<name>", "large.<name>" and "upsampler.<name>"; the keys
+above (layer/*, hidden/*, skip, out_hidden, logits) are the conditional (large)
+network's, its logits at every sub-pixel, given pixels included; and it adds
+
+| key                | dtype   | shape                      | content |
+|--------------------|---------|----------------------------|---------|
+| small/images       | int64   | (N, C, s_H, s_W)           | images[:, :, ::k, ::k], s_H = ceil(H / k) |
+| small/layer/<i>, small/hidden/<i>, small/skip, small/out_hidden, small/logits | float | as above, s_H x s_W | the small network on small/images |
+| small/nll          | float   | (N,)                       | the small network's NLL of small/images, nats |
+| upsampler/embed    | float   | (N, c, s_H, s_W)           | ReLU(3x3 conv, padding 1) of small/images scaled to [-1, 1] |
+| upsampler/up       | float   | (N, c, H, W)               | ReLU(k x k transposed conv, stride k) of it, cropped to H x W |
+| condition          | float   | (N, c, H, W)               | the conditioning map: 3x3 conv (padding 1) of upsampler/up |
+
+and nll = small/nll + the conditional network's NLL of the sub-pixels that
+small/images does not fix (every pixel (k r, k c) is given, all its colours). Each
+conditional layer adds V (*) condition to its gates: "layers.<i>.condition.weight"
+(4h, c, 1, 1) for the Row LSTM, "layers.<i>.<direction>.condition.weight" per Diagonal
+direction (the right-to-left one reads condition flipped like x), and for PixelCNN
+(h, c, 1, 1) added to the block's 3x3 conv output.
+
 config: {"format": "minipixel-reference", "version": 1, "model": "pixelcnn" |
 "rowlstm" | "diagonal", "channels": C, "levels": V, "h": h, "layers": L,
 "out_hidden": F, "seed": parameter-init seed, "dtype": "float64" | "float32",
@@ -102,6 +124,7 @@ from ..models import MODELS, build
 
 FORMAT, VERSION = "minipixel-reference", 1
 MODEL_KEYS = ("model", "channels", "levels", "h", "layers", "out_hidden", "seed", "dtype")
+MULTISCALE_KEYS = ("kind", "factor", "condition_maps")
 REQUIRED = ("config", "images", "logits", "nll")
 MAX_REFERENCE_BYTES = 1 << 30      # all arrays of one reference file (checked from headers)
 
@@ -138,7 +161,8 @@ class Reference:
 def make_model(model_or_config, dtype=None):
     """A model from a PixelModel (copied if `dtype` differs) or a config dict."""
     if isinstance(model_or_config, dict):
-        config = {k: v for k, v in model_or_config.items() if k in MODEL_KEYS}
+        keys = MODEL_KEYS + (MULTISCALE_KEYS if model_or_config.get("model") == "multiscale" else ())
+        config = {k: v for k, v in model_or_config.items() if k in keys}
         if dtype is not None:
             config["dtype"] = dtype
         config["dtype"] = np.dtype(config.get("dtype", np.float64))
@@ -167,9 +191,14 @@ def compute_arrays(model, images):
     for p in model.parameters():
         p.grad = None
     trace = {}
-    x = model.scale(images)
-    logits = model.logits_from_scaled(x, trace)
-    nll = model.nll_from_logits(logits, x.xp.asarray(images))
+    if model.name == "multiscale":
+        nll_small, nll_rest = model.nll_parts(images, trace)
+        nll, logits = nll_small + nll_rest, trace.pop("logits")
+        trace["small/nll"] = nll_small
+    else:
+        x = model.scale(images)
+        logits = model.logits_from_scaled(x, trace)
+        nll = model.nll_from_logits(logits, x.xp.asarray(images))
     nll.sum().backward()
 
     arrays = {"images": images}
@@ -181,7 +210,7 @@ def compute_arrays(model, images):
         g = np.zeros(p.shape, p.dtype) if p.grad is None else to_numpy(p.grad)
         arrays[f"grad/{name}"] = g.copy()
     for key, t in trace.items():
-        arrays[key] = to_numpy(t.data).copy()
+        arrays[key] = to_numpy(getattr(t, "data", t)).copy()
     arrays["logits"] = to_numpy(logits.data).copy()
     arrays["nll"] = to_numpy(nll.data).copy()
     for p in model.parameters():
@@ -328,9 +357,16 @@ def reference_main(argv=None):
     ap.add_argument("--height", type=int, default=5)
     ap.add_argument("--width", type=int, default=6)
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    ap.add_argument("--kind", default="diagonal", choices=("pixelcnn", "rowlstm", "diagonal"),
+                    help="--model multiscale: the kind of its two networks")
+    ap.add_argument("--factor", type=int, default=2, help="--model multiscale: subsampling factor")
+    ap.add_argument("--condition-maps", type=int, default=3,
+                    help="--model multiscale: maps of the conditioning")
     a = ap.parse_args(argv)
     config = dict(model=a.model, channels=a.channels, levels=a.levels, h=a.h, layers=a.layers,
                   out_hidden=a.out_hidden, seed=a.seed, dtype=a.dtype)
+    if a.model == "multiscale":
+        config.update(kind=a.kind, factor=a.factor, condition_maps=a.condition_maps)
     try:
         write_reference(a.out, config, a.image_seed, a.batch, a.height, a.width)
     except (ValueError, OSError) as e:

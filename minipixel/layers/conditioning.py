@@ -55,7 +55,9 @@ class Upsampler(Module):
         self.up = ConvTranspose2d(maps, maps, factor, factor, rng=rng, dtype=dtype)
         self.refine = Conv2d(maps, maps, 3, padding=1, rng=rng, dtype=dtype)
 
-    def forward(self, small, H, W):
-        y = rectify(self.embed(small), self.relu_slope)
-        y = rectify(self.up(y), self.relu_slope)[:, :, :H, :W]
+    def forward(self, small, H, W, trace=None):
+        """trace: a dict to record "upsampler/embed" and "upsampler/up" in."""
+        trace = {} if trace is None else trace
+        y = trace["upsampler/embed"] = rectify(self.embed(small), self.relu_slope)
+        y = trace["upsampler/up"] = rectify(self.up(y), self.relu_slope)[:, :, :H, :W]
         return self.refine(y)

@@ -79,13 +79,16 @@ class MultiScalePixelRNN(Module):
     def small_size(self, H, W):
         return small_size(H, W, self.factor)
 
-    def conditioning(self, small_images, H, W):
+    def conditioning(self, small_images, H, W, trace=None):
         """The upsampled small image: the conditioning map (N, c, H, W)."""
-        return self.upsampler(self.small.scale(small_images), H, W)
+        return self.upsampler(self.small.scale(small_images), H, W, trace)
 
     def conditional_logits(self, images, small_images, trace=None):
         """The conditional network's logits for the large images given the small ones:
-        what the large image reaches goes through the masked path only."""
+        what the large image reaches goes through the masked path only.
+
+        trace: a dict to record the intermediates in: the upsampler's, "condition", and
+        the conditional network's (models/base.py)."""
         images = check_images(images, self.channels, self.levels)
         small_images = check_images(small_images, self.channels, self.levels)
         H, W = images.shape[2:]
@@ -94,15 +97,16 @@ class MultiScalePixelRNN(Module):
             raise ValueError(f"small images of shape ({images.shape[0]}, {self.channels}, "
                              f"{self.small_size(H, W)[0]}, {self.small_size(H, W)[1]}) expected "
                              f"for large ones {tuple(images.shape)}, got {tuple(small_images.shape)}")
-        cond = self.conditioning(small_images, H, W)
+        cond = self.conditioning(small_images, H, W, trace)
         if trace is not None:
             trace["condition"] = cond
         return self.large.logits_from_scaled(self.large.scale(images), trace, cond=cond)
 
-    def given_small(self, small_images):
-        """The conditional network with these small images held fixed: a model of the large
-        images alone (``ConditionalNetwork``), for the causality tools."""
-        return ConditionalNetwork(self, small_images)
+    def given_small(self, small_images=None, seed=0):
+        """The conditional network with these small images held fixed (None: a seeded random
+        one per size): a model of the large images alone (``ConditionalNetwork``), for the
+        causality tools."""
+        return ConditionalNetwork(self, small_images, seed)
 
     def forward(self, images, trace=None):
         """The conditional network's logits given the images' own small images."""
@@ -110,18 +114,26 @@ class MultiScalePixelRNN(Module):
         return self.conditional_logits(images, self.subsample(images), trace)
 
     # ---- likelihood ----------------------------------------------------------
-    def nll_parts(self, images):
-        """(-log p_small(s), -log p_cond(the other pixels | s)) in nats, Tensors (N,) each."""
+    def nll_parts(self, images, trace=None):
+        """(-log p_small(s), -log p_cond(the other pixels | s)) in nats, Tensors (N,) each.
+
+        trace: a dict to record every intermediate in: the small network's under "small/"
+        (and "small/images"), the conditioning's, the conditional network's, "logits"."""
         images = check_images(images, self.channels, self.levels)
         small = self.subsample(images)
-        nll_small = self.small.nll(small)
-        logits = self.conditional_logits(images, small)
+        small_trace = {} if trace is not None else None
+        small_logits = self.small.logits_from_scaled(self.small.scale(small), small_trace)
+        logits = self.conditional_logits(images, small, trace)
         if device_of(images) != self.device:
-            images = to_device(images, self.device)
+            images, small = to_device(images, self.device), to_device(small, self.device)
         H, W = images.shape[2:]
         predicted = Tensor(logits.xp.asarray(~self.given(H, W), dtype=self.dtype))
         per_subpixel = self.large.subpixel_nll(logits, images)              # (N, C, H, W)
-        return nll_small, (per_subpixel * predicted).sum(axis=(1, 2, 3))
+        if trace is not None:
+            trace.update({f"small/{k}": v for k, v in small_trace.items()})
+            trace.update({"small/images": small, "small/logits": small_logits, "logits": logits})
+        return (self.small.nll_from_logits(small_logits, small),
+                (per_subpixel * predicted).sum(axis=(1, 2, 3)))
 
     def nll(self, images):
         """-log p(x) in nats per image: a Tensor (N,)."""
@@ -134,33 +146,43 @@ class MultiScalePixelRNN(Module):
 class ConditionalNetwork:
     """A multi-scale model's conditional network with its small images fixed, seen as a
     model of the large images alone: what ``causality.dependency_map`` and the audit take
-    (channels, levels, dtype, parameters, relu_slope, variant, logits_from_scaled).
+    (channels, levels, dtype, parameters, relu_slope, variant, logits_from_scaled, and a
+    call on integer images).
 
     small_images (1 or N, C, s_H, s_W): one small image is shared by every large image
-    of a batch. Its logits depend on the large image exactly as a single-scale model's
-    of the same kind do (reference_tests/test_multiscale.py)."""
+    of a batch; None: a random one of the size each call needs, the same for the same
+    size (from default_rng(seed)), which is how ``minipixel audit`` holds a checkpoint's
+    small image fixed. Its logits depend on the large image exactly as a single-scale
+    model's of the same kind do (reference_tests/test_multiscale.py)."""
 
-    def __init__(self, model, small_images):
-        self.model = model
-        self.small_images = check_images(small_images, model.channels, model.levels)
+    def __init__(self, model, small_images=None, seed=0):
+        self.model, self.seed = model, seed
+        self.small_images = None if small_images is None else \
+            check_images(small_images, model.channels, model.levels)
         self.channels, self.levels = model.channels, model.levels
         self.logits_per_subpixel = model.logits_per_subpixel
         self.relu_slope, self.dtype, self.device = model.relu_slope, model.dtype, model.device
+        self.kind, self.config = model.kind, model.config
 
     def parameters(self):
         return self.model.parameters()
 
     def variant(self, **changes):
-        return ConditionalNetwork(self.model.variant(**changes), self.small_images)
+        return ConditionalNetwork(self.model.variant(**changes), self.small_images, self.seed)
 
-    def _small_for(self, N):
+    def small_for(self, N, H, W):
+        """The fixed small images for a batch of N large images of H x W."""
         small = self.small_images
+        if small is None:
+            size = (1, self.channels) + self.model.small_size(H, W)
+            small = np.random.default_rng(self.seed).integers(0, self.levels, size=size)
         return small if small.shape[0] == N else small[:1].repeat(N, axis=0)
 
     def logits_from_scaled(self, x, trace=None):
         N, _, H, W = x.shape
-        cond = self.model.conditioning(self._small_for(N), H, W)
+        cond = self.model.conditioning(self.small_for(N, H, W), H, W)
         return self.model.large.logits_from_scaled(x, trace, cond=cond)
 
     def __call__(self, images):
-        return self.model.conditional_logits(images, self._small_for(images.shape[0]))
+        """Logits for integer large images, given the fixed small ones."""
+        return self.logits_from_scaled(self.model.large.scale(images))
