@@ -305,7 +305,10 @@ def _train(args, trainer, data, dev, out, start, log, group_info):
             f"(--resume {trainer.checkpoint_path} would continue it)")
     model = trainer.model
     N, (C, H, W) = len(data.train), data.shape
-    log(f"{model.name}: h={model.config['h']} layers={model.config['layers']} "
+    kind = model.name if model.name != "multiscale" else (
+        f"multiscale ({model.kind} pair, factor {model.factor}, "
+        f"{model.config['condition_maps']} conditioning maps)")
+    log(f"{kind}: h={model.config['h']} layers={model.config['layers']} "
         f"out_hidden={model.config['out_hidden']} ({model.num_parameters():,} parameters, "
         f"{model.config['dtype']}, {dev}); data {data.spec['kind']} {N} train / "
         f"{len(data.test)} test images of {C}x{H}x{W}; {trainer.settings['optimizer']} "
