@@ -266,3 +266,23 @@ def test_auditing_a_multiscale_checkpoint_holds_its_small_image_fixed(tmp_path, 
     save_checkpoint(path, tiny("rowlstm", 1, 2, factor=2))
     assert main(["audit", path, "--height", "5", "--width", "6"]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+# ---- both backends -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_on_device_cuda_it_computes_what_the_cpu_does(device, kind):
+    """NLL, its two parts and every gradient on the device (the CuPy stand-in without a
+    GPU: NumPy arrays refused where CuPy ones are due) equal the CPU's."""
+    from minipixel.backend import to_numpy
+    cpu = tiny(kind, 3, 4, factor=2, seed=1)
+    moved = cpu.variant().to(device)
+    x = images(np.random.default_rng(2), 2, 3, 4, 5, 6)
+    got = {}
+    for name, model in (("cpu", cpu), (device, moved)):
+        small, rest = model.nll_parts(x)
+        (small + rest).sum().backward()
+        got[name] = [to_numpy(small.data), to_numpy(rest.data)] + \
+            [to_numpy(p.grad) for p in model.parameters()]
+    for a, b in zip(got["cpu"], got[device]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
