@@ -61,7 +61,8 @@ def test_oracle_agrees_deeper_rgb():
         check(reference(model, 3, 8, 4, 6, "float64", layers=4), "float64")
 
 
-@pytest.mark.parametrize("name", [f"{m}_{k}" for m in MODELS for k in ("grey", "rgb")])
+@pytest.mark.parametrize("name", [f"{m}_{k}" for m in MODELS + ("multiscale",)
+                                  for k in ("grey", "rgb")])
 def test_golden_files_agree_with_oracle(name):
     from minipixel.crosscheck.reference import read_reference
     ref = read_reference(os.path.join(HERE, "golden", name + ".npz"))
@@ -115,4 +116,15 @@ def test_oracle_agrees_with_the_paper_path_directly(model, setting):
     paper = build(model, channels=channels, levels=levels, h=4, layers=2, out_hidden=7,
                   seed=11, dtype=np.float64, fast=False)
     ref = reference_arrays(paper, seed=5, batch=2, H=H, W=W)
+    assert check(ref, "float64") < 1e-9
+
+
+@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("setting, factor", [((1, 2, 5, 7), 2), ((3, 16, 6, 5), 2), ((3, 4, 7, 4), 3)],
+                         ids=["grey-5x7-k2", "rgb-6x5-k2", "rgb-7x4-k3"])
+def test_oracle_agrees_on_the_multiscale_model(kind, setting, factor):
+    channels, levels, H, W = setting
+    config = dict(model="multiscale", kind=kind, factor=factor, condition_maps=3,
+                  channels=channels, levels=levels, h=3, layers=2, out_hidden=6, seed=4)
+    ref = reference_arrays(config, seed=5, batch=2, H=H, W=W, dtype="float64")
     assert check(ref, "float64") < 1e-9

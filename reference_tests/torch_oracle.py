@@ -36,7 +36,11 @@ def make_mask(kind, out_groups, in_groups, kh, kw):
 
 
 def model_masks(cfg):
-    """{weight name: mask} for every masked conv of the model in cfg."""
+    """{weight name: mask} for every masked conv of the model in cfg (a multi-scale model:
+    its two networks' masks, under "small." and "large."; its other convs are unmasked)."""
+    if cfg["model"] == "multiscale":
+        net = dict(cfg, model=cfg["kind"])
+        return {f"{side}.{k}": m for side in ("small", "large") for k, m in model_masks(net).items()}
     C, h, L, Fh = cfg["channels"], cfg["h"], cfg["layers"], cfg["out_hidden"]
     V = 1 if cfg["levels"] == 2 else cfg["levels"]
     g1, g2h, gF = groups(h, C), groups(2 * h, C), groups(Fh, C)
@@ -65,12 +69,21 @@ def model_masks(cfg):
 
 # ---- layers ---------------------------------------------------------------------
 class Net:
-    def __init__(self, cfg, params, masks):
-        self.cfg, self.P, self.M = cfg, params, masks
+    """One network; `prefix` picks its parameters ("small." / "large." in a multi-scale
+    model); `cond` (N, c, H, W), the conditioning map of a conditional network."""
+
+    def __init__(self, cfg, params, masks, prefix="", cond=None):
+        self.cfg, self.cond = cfg, cond
+        self.P = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+        self.M = {k[len(prefix):]: v for k, v in masks.items() if k.startswith(prefix)}
 
     def conv(self, name, x, padding=0, bias=True):
         w = self.P[name + ".weight"] * self.M[name + ".weight"]
         return F.conv2d(x, w, self.P[name + ".bias"] if bias else None, padding=padding)
+
+    def biased(self, p, gates, cond):
+        """gates + V (*) cond: the layer's 1x1 unmasked conv of the conditioning map."""
+        return gates if cond is None else gates + F.conv2d(cond, self.P[p + "condition.weight"])
 
     @staticmethod
     def cell(pre, c_prev):
@@ -81,12 +94,12 @@ class Net:
 
     def pixelcnn_block(self, p, x):
         y = self.conv(p + "reduce", F.relu(x))
-        y = self.conv(p + "conv", F.relu(y), padding=1)
+        y = self.biased(p, self.conv(p + "conv", F.relu(y), padding=1), self.cond)
         return x + self.conv(p + "expand", F.relu(y))
 
     def row_lstm_hidden(self, p, x):
         N, _, H, W = x.shape
-        gates = self.conv(p + "input_to_state", x, padding=(0, 1))        # (N, 4h, H, W)
+        gates = self.biased(p, self.conv(p + "input_to_state", x, padding=(0, 1)), self.cond)
         k = self.P[p + "state_to_state"][:, :, 0, :]                      # (4h, h, 3)
         h = self.P[p + "h0"][None, :, None].expand(N, -1, W)
         c = self.P[p + "c0"][None, :, None].expand(N, -1, W)
@@ -105,10 +118,11 @@ class Net:
     def unskew(s, W):
         return torch.stack([s[:, :, r, r:r + W] for r in range(s.shape[2])], dim=2)
 
-    def diagonal_direction(self, p, x):
+    def diagonal_direction(self, p, x, cond=None):
         N, _, H, W = x.shape
         w = self.P[p + "input_to_state.weight"] * self.M[p + "input_to_state.weight"]
         gates = F.conv2d(self.skew(x), w, self.P[p + "input_to_state.bias"])  # 1x1 on the skewed map
+        gates = self.biased(p, gates, None if cond is None else self.skew(cond))
         k = self.P[p + "state_to_state"]                                  # (4h, h, 2, 1)
         h = self.P[p + "h0"][None, :, None].expand(N, -1, H)
         c = self.P[p + "c0"][None, :, None].expand(N, -1, H)
@@ -121,8 +135,10 @@ class Net:
         return self.unskew(torch.stack(cols, dim=3), W)
 
     def diagonal_hidden(self, p, x):
-        l2r = self.diagonal_direction(p + "left_to_right.", x)
-        r2l = self.diagonal_direction(p + "right_to_left.", x.flip(3)).flip(3)
+        cond = self.cond
+        l2r = self.diagonal_direction(p + "left_to_right.", x, cond)
+        r2l = self.diagonal_direction(p + "right_to_left.", x.flip(3),
+                                      None if cond is None else cond.flip(3)).flip(3)
         return l2r + F.pad(r2l[:, :, :-1], (0, 0, 1, 0))                   # shift down one row
 
     def forward(self, images):
@@ -152,8 +168,30 @@ class Net:
         else:
             logits = z.reshape(N, C, V, H, W).permute(0, 2, 1, 3, 4)
             nll = F.cross_entropy(logits, images, reduction="none")
-        out["logits"], out["nll"] = logits, nll.sum(dim=(1, 2, 3))
+        out["logits"], out["nll"], out["nll_map"] = logits, nll.sum(dim=(1, 2, 3)), nll
         return out
+
+
+def multiscale_forward(cfg, params, masks, images):
+    """The Multi-Scale model as the format table describes it: the small network on
+    images[:, :, ::k, ::k], the upsampler, the conditional network, each pixel once."""
+    k, V = cfg["factor"], cfg["levels"]
+    net_cfg = dict(cfg, model=cfg["kind"])
+    N, C, H, W = images.shape
+    small = images[:, :, ::k, ::k]
+    out = {f"small/{key}": v for key, v in Net(net_cfg, params, masks, "small.").forward(small).items()}
+    P = {key[len("upsampler."):]: v for key, v in params.items() if key.startswith("upsampler.")}
+    s = small.to(P["embed.weight"].dtype) * (2.0 / (V - 1)) - 1
+    embed = F.relu(F.conv2d(s, P["embed.weight"], P["embed.bias"], padding=1))
+    up = F.relu(F.conv_transpose2d(embed, P["up.weight"], P["up.bias"], stride=k))[:, :, :H, :W]
+    cond = F.conv2d(up, P["refine.weight"], P["refine.bias"], padding=1)
+    out.update({"upsampler/embed": embed, "upsampler/up": up, "condition": cond})
+    large = Net(net_cfg, params, masks, "large.", cond).forward(images)
+    predicted = torch.ones(H, W, dtype=cond.dtype)
+    predicted[::k, ::k] = 0                                   # the small image's pixels: given
+    out.update({key: v for key, v in large.items() if key not in ("nll", "nll_map")})
+    out["nll"] = out["small/nll"] + (large["nll_map"] * predicted).sum(dim=(1, 2, 3))
+    return out
 
 
 def run(arrays, dtype=torch.float64):
@@ -163,7 +201,11 @@ def run(arrays, dtype=torch.float64):
               for k, v in arrays.items() if k.startswith("param/")}
     masks = {k: m.to(dtype) for k, m in model_masks(cfg).items()}
     images = torch.tensor(np.asarray(arrays["images"]), dtype=torch.int64)
-    out = Net(cfg, params, masks).forward(images)
+    if cfg["model"] == "multiscale":
+        out = multiscale_forward(cfg, params, masks, images)
+        out["small/images"] = images[:, :, ::cfg["factor"], ::cfg["factor"]]
+    else:
+        out = Net(cfg, params, masks).forward(images)
     out["nll"].sum().backward()
     result = {"images": arrays["images"]}
     for k, p in params.items():
@@ -172,7 +214,8 @@ def run(arrays, dtype=torch.float64):
     for k, m in masks.items():
         result[f"mask/{k}"] = m.numpy()
     for k, v in out.items():
-        result[k] = v.detach().numpy()
+        if not k.endswith("nll_map"):
+            result[k] = v.detach().numpy()
     return result
 
 
