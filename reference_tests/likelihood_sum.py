@@ -4,9 +4,12 @@ An autoregressive model's NLL is a sum of conditional terms, one per sub-pixel. 
 conditional is a distribution over the sub-pixel's values and sees only the sub-pixels
 before it, the probabilities exp(-NLL(x)) of all levels ** (C * H * W) images sum to
 exactly one. A model that counts a sub-pixel twice, drops one, or lets a term see the
-value it predicts (or any later one) sums to something else, whatever its causal wiring
-looks like. So on a tiny model, enumerating every image and summing is a complete,
-black-box check of the likelihood (issue 22, item 7):
+value it predicts (or any later one) sums to something else, as generic weights go
+(test_likelihood_sums_to_one.py shows one that leaks nothing at 2 columns wide, and sums
+to one there). So on a tiny model, enumerating every image and summing is a black-box
+check that the likelihood is normalised, however the model is wired. It is not a check
+of the order: a model autoregressive in another order (PixelCNN with every kernel
+flipped: reverse raster order) is normalised too; the causality tests see that.
 
     total_probability(nll_fn, channels, levels, H, W)      sum over all images of exp(-nll)
     log_total_probability(...)                             its log, computed stably

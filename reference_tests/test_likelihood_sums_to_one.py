@@ -1,4 +1,4 @@
-"""Likelihoods that provably sum to one (issue 22, item 7): every image enumerated.
+"""Likelihoods that provably sum to one: every image enumerated.
 
 For tiny float64 models of each kind, on both paths (fast=True and the paper path), the
 probabilities exp(-NLL) of all levels ** (C * H * W) images are summed
