@@ -286,3 +286,59 @@ def test_on_device_cuda_it_computes_what_the_cpu_does(device, kind):
             [to_numpy(p.grad) for p in model.parameters()]
     for a, b in zip(got["cpu"], got[device]):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+
+
+# ---- the likelihood sums to one ---------------------------------------------------------------
+
+def multiscale_nll_fn(model, bug=None):
+    """images -> -log p(x), nats (N,) float64: the model's own, or a broken variant's:
+    "double"  the small image's pixels also predicted by the conditional network
+    "skip"    the small network's term dropped
+    "peek"    the conditioning fed a small image whose pixel (0, 0) is the large image's
+              (0, 1), a pixel the conditional network predicts (a subsampling off by one
+              column there)"""
+    from minipixel.backend import to_numpy
+
+    def nll_fn(x):
+        x = np.asarray(x, dtype=np.int64)
+        with no_grad():
+            if bug is None:
+                return to_numpy(model.nll(x).data)
+            small = model.subsample(x)
+            seen = small.copy()
+            if bug == "peek":
+                seen[:, :, 0, 0] = x[:, :, 0, 1]
+            H, W = x.shape[2:]
+            logits = model.large.logits_from_scaled(model.large.scale(x),
+                                                    cond=model.conditioning(seen, H, W))
+            terms = to_numpy(model.large.subpixel_nll(logits, x).data)
+            counted = np.ones((H, W)) if bug == "double" else ~model.given(H, W)
+            rest = (terms * counted).sum(axis=(1, 2, 3))
+            small_nll = 0.0 if bug == "skip" else to_numpy(model.small.nll(small).data)
+            return small_nll + rest
+    return nll_fn
+
+
+SUM_CASES = [(kind, 1, 2, 3, 3) for kind in KINDS] + [(kind, 3, 2, 2, 2) for kind in KINDS] + \
+    [("diagonal", 1, 2, 4, 4), ("rowlstm", 1, 3, 3, 2)]
+
+
+@pytest.mark.parametrize("kind, colours, levels, H, W", SUM_CASES)
+def test_the_multiscale_likelihood_sums_to_one_over_every_image(kind, colours, levels, H, W):
+    from likelihood_sum import total_probability
+    for fast in ((True, False) if H * W <= 9 else (True,)):
+        model = tiny(kind, colours, levels, factor=2, seed=1, fast=fast)
+        total = total_probability(multiscale_nll_fn(model), colours, levels, H, W)
+        assert abs(total - 1) < 1e-10, (fast, total)
+
+
+@pytest.mark.parametrize("bug", ["double", "skip", "peek"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_multiscale_likelihood_that_miscounts_or_peeks_does_not_sum_to_one(kind, bug):
+    from likelihood_sum import total_probability
+    model = tiny(kind, 1, 2, factor=2, seed=1)
+    assert abs(total_probability(multiscale_nll_fn(model), 1, 2, 3, 3) - 1) < 1e-10
+    broken = total_probability(multiscale_nll_fn(model, bug), 1, 2, 3, 3)
+    assert abs(broken - 1) > 1e-3, broken
+    if bug == "skip":                     # every small image's conditional sums to one
+        assert abs(broken - 2 ** 4) < 1e-9
