@@ -9,7 +9,10 @@ A run's curve is read from its ``metrics.json`` (``history``: one entry per
 finished epoch with ``train_nll_nats``, the mean training loss over that
 epoch's batches, and ``test_nll_nats``, the test NLL after the epoch). In the
 figure each run has one colour; the test NLL is a solid line with filled
-squares, the training NLL a dashed line with hollow squares; reference values (a published result, say) are dotted grey lines. The y axis
+squares, the training NLL a dashed line with hollow squares; reference values (a
+published result, say) are dotted grey lines. The legend names the data the runs
+were measured on (``describe_data``); runs on different data, or in different units
+(channels, levels, image size), are refused unless asked for. The y axis
 is in nats per image, the x axis in epochs; tick values are round numbers (1, 2 or 5
 times a power of ten). Text comes from ``minipixel.font``.
 """
@@ -22,7 +25,8 @@ from .font import draw_text, text_size
 from .io import loads_json
 from .png import write_png
 
-__all__ = ["run_curves", "history_curves", "curves_figure", "write_curves_png", "nice_ticks", "COLOURS"]
+__all__ = ["run_curves", "history_curves", "curves_figure", "write_curves_png", "nice_ticks",
+           "describe_data", "check_comparable", "legend_entries", "COLOURS"]
 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
            (23, 190, 207), (140, 86, 75), (227, 119, 194))
@@ -31,7 +35,8 @@ _REFERENCE = (110, 110, 110)
 
 
 def run_curves(run_dir, label=None):
-    """{"label", "epoch", "train", "test"} of the run in `run_dir` (its metrics.json)."""
+    """{"label", "epoch", "train", "test", "data", "run", "units"} of the run in `run_dir`
+    (its metrics.json): data in words, the folder, (channels, levels) or None."""
     path = os.path.join(run_dir, "metrics.json")
     try:
         with open(path, encoding="utf-8") as f:
@@ -47,14 +52,58 @@ def run_curves(run_dir, label=None):
         raise ValueError(f"{path}: expected a 'history' list of epochs, got none")
     if label is None:
         label = os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
+    settings, config = metrics.get("settings"), metrics.get("config")
+    spec = settings.get("dataset") if isinstance(settings, dict) else None
     try:
-        return history_curves(history, label)
+        return {**history_curves(history, label, data=describe_data(spec)), "run": str(run_dir),
+                "units": _units(config)}
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
 
-def history_curves(history, label):
-    """{"label", "epoch", "train", "test"} from a Trainer's history (one dict per epoch)."""
+_SOURCES = (("cifar_dir", "CIFAR-10"), ("binarized_mnist_dir", "binarized MNIST"),
+            ("mnist_dir", "MNIST"))
+
+
+def describe_data(spec):
+    """'binary digits 28x28', 'grey MNIST 12x12', 'binarized MNIST 28x28': a dataset spec
+    (minipixel.data) in words, what its NLLs are measured on; None for no spec."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
+        return None
+    key, source = next(((k, name) for k, name in _SOURCES if spec.get(k)), (None, "digits"))
+    crop = spec.get("crop")
+    size = crop if isinstance(crop, int) and crop > 0 else (32 if spec.get("cifar_dir") else 28)
+    data = source if key == "binarized_mnist_dir" else f"{spec['kind']} {source}"
+    return f"{data} {size}x{size}"
+
+
+def _units(config):
+    """(channels, levels) of a run's model config: what one nat per image is a nat of."""
+    try:
+        return int(config["channels"]), int(config["levels"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def check_comparable(runs):
+    """ValueError (one line) unless every run is on the same data in the same units:
+    the same dataset kind, source and image size, and the same channels and levels.
+    Runs whose metrics do not say are not judged."""
+    for key, show in (("data", lambda r: r["data"]),
+                      ("units", lambda r: "{} channel(s) of {} levels".format(*r["units"]))):
+        known = [r for r in runs if r.get(key) is not None]
+        other = next((r for r in known if r[key] != known[0][key]), None)
+        if other is not None:
+            a, b = known[0], other
+            raise ValueError(f"{a.get('run', a['label'])} is on {show(a)}, "
+                             f"{b.get('run', b['label'])} on {show(b)}: their NLLs (nats per "
+                             f"image) do not compare; plot them apart, or pass --allow-mixed "
+                             f"to overlay them")
+
+
+def history_curves(history, label, data=None):
+    """{"label", "epoch", "train", "test", "data"} from a Trainer's history (one dict per
+    epoch); data: what the run was measured on, in words (``describe_data``), or None."""
     rows = []
     for entry in history:
         try:
@@ -65,7 +114,7 @@ def history_curves(history, label):
                              f"test_nll_nats, got {entry!r}") from None
         rows.append(row)
     epoch, train, test = (list(col) for col in zip(*rows)) if rows else ([], [], [])
-    return {"label": str(label), "epoch": epoch, "train": train, "test": test}
+    return {"label": str(label), "epoch": epoch, "train": train, "test": test, "data": data}
 
 
 def nice_ticks(lo, hi, target=5):
@@ -188,10 +237,21 @@ def fit_label(label, width):
     return label[:keep] + "..."
 
 
+def legend_entries(runs):
+    """The legend's rows as (text, colour or None, dash or None): the data the runs were
+    measured on (one row if they share it, else beside each run's label), one colour per
+    run, the two line styles."""
+    data = {r.get("data") for r in runs}
+    shared = data.pop() if len(data) == 1 else None
+    entries = [(f"on {shared}", None, None)] if shared else []
+    entries += [(r["label"] if shared or not r.get("data") else f"{r['label']} ({r['data']})",
+                 COLOURS[k % len(COLOURS)], None) for k, r in enumerate(runs)]
+    return entries + [("test", _AXIS, 0), ("train", _AXIS, 6)]
+
+
 def _legend(image, runs, right, top):
-    """A boxed legend whose top-right corner is at (right, top)."""
-    entries = [(r["label"], COLOURS[k % len(COLOURS)], None) for k, r in enumerate(runs)]
-    entries += [("test", _AXIS, 0), ("train", _AXIS, 6)]
+    """A boxed legend (``legend_entries``) whose top-right corner is at (right, top)."""
+    entries = legend_entries(runs)
     sample_w, gap, row_h = 26, 6, 14
     room = max(right - (8 + sample_w + gap + 8) - 4, 6)       # the legend stays inside
     entries = [(fit_label(label, room), colour, dash) for label, colour, dash in entries]
@@ -203,6 +263,9 @@ def _legend(image, runs, right, top):
     image[y0:y0 + box_h, x0] = image[y0:y0 + box_h, x0 + box_w - 1] = _AXIS
     for i, (label, colour, dash) in enumerate(entries):
         y = y0 + 6 + i * row_h + 3
+        if colour is None:                          # the runs' data: text alone
+            draw_text(image, label, x0 + 8, y - 1, _TEXT)
+            continue
         if dash is None:                            # a run: its colour
             image[y - 1:y + 6, x0 + 8:x0 + 8 + sample_w] = colour
         else:                                       # a line style
@@ -212,11 +275,15 @@ def _legend(image, runs, right, top):
 
 
 def write_curves_png(path, run_dirs, labels=None, title=None, width=640, height=400,
-                     references=()):
-    """Plot the runs in `run_dirs` (labels: one per run, default the folder names); atomic."""
+                     references=(), allow_mixed=False):
+    """Plot the runs in `run_dirs` (labels: one per run, default the folder names); atomic.
+    Runs on different data or in different units are refused (``check_comparable``)
+    unless allow_mixed."""
     labels = list(labels) if labels is not None else [None] * len(run_dirs)
     if len(labels) != len(run_dirs):
         raise ValueError(f"expected one label per run ({len(run_dirs)}), got {len(labels)}")
     runs = [run_curves(d, label) for d, label in zip(run_dirs, labels)]
+    if not allow_mixed:
+        check_comparable(runs)
     return write_png(path, curves_figure(runs, title=title, width=width, height=height,
                                          references=references))

@@ -29,8 +29,12 @@ disk (finite by construction: ``save_checkpoint`` refuses non-finite weights)
 is kept.
 
 Time: ``train_time_s`` is wall-clock time spent training (test evaluations
-excluded), ``train_cpu_s`` the process CPU time over the same stretches; with
-single-threaded BLAS on a busy machine the CPU time is the steadier measure.
+excluded), ``train_cpu_s`` the process CPU time over the same stretches, both
+summed over the whole run: every session that trained it, the first and each
+resume (``metrics()`` names them ``whole_run_train_time_s`` and
+``whole_run_train_cpu_s``; the checkpoint and each history entry keep the short
+names). With single-threaded BLAS on a busy machine the CPU time is the steadier
+measure.
 ``run()`` first has the C library keep freed host memory for the next arrays
 (``backend.keep_freed_host_memory``): every step makes and drops the same arrays,
 and fresh pages for each would cost a third of a small model's step.
@@ -117,6 +121,8 @@ class Trainer:
     clip: global gradient-norm clipping threshold (None: off).
     max_steps: stop (with a checkpoint) once this many updates were made in all.
     on_step(trainer): called after every completed step (may raise KeyboardInterrupt).
+    before_first_save (attribute): None or a callable run once, just before the first
+    checkpoint is written (so a run that diverges before it leaves the folder as it was).
     workers: threads that share each batch, forward and backward (minipixel/parallel.py;
     CPU only): a setting of this run (in metrics.json), not of the checkpoint; the
     gradients equal the unsplit batch's up to float rounding, and a given count repeats
@@ -154,6 +160,7 @@ class Trainer:
                           train_time_s=0.0, train_cpu_s=0.0, history=[])
         self.status = "new"
         self.saved = None        # (epoch, global step) of the last checkpoint this run wrote
+        self.before_first_save = None    # called once, just before the first checkpoint
 
     # ---- files ----------------------------------------------------------------
     @property
@@ -176,6 +183,9 @@ class Trainer:
             if not weights_are_finite(self.model):
                 raise self._diverged("a weight became non-finite after the update")
             with deferred_interrupts():
+                if self.before_first_save is not None:   # e.g. clear the folder's old run
+                    hook, self.before_first_save = self.before_first_save, None
+                    hook()
                 save_checkpoint(path, self.model, self.optimizer, self.train_state())
             self.saved = (self.state["epoch"], self.state["global_step"])
         return path
@@ -185,8 +195,8 @@ class Trainer:
         return {"status": self.status, "config": self.model.config, "settings": self.settings,
                 "epoch": self.state["epoch"], "step_in_epoch": self.state["step"],
                 "global_step": self.state["global_step"],
-                "train_time_s": round(self.state["train_time_s"], 2),
-                "train_cpu_s": round(self.state.get("train_cpu_s", 0.0), 2),
+                "whole_run_train_time_s": round(self.state["train_time_s"], 2),
+                "whole_run_train_cpu_s": round(self.state.get("train_cpu_s", 0.0), 2),
                 "workers": self.workers.workers,       # this run's; the bits depend on it
                 "processes": self.group.size,          # likewise
                 "test_nll_nats": last.get("test_nll_nats"),

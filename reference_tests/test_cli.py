@@ -38,7 +38,8 @@ def test_train_writes_checkpoint_metrics_and_samples(run_dir, capsys):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["global_step"] == 6
     assert len(metrics["history"]) == 2 and metrics["test_nll_nats"] > 0
-    assert metrics["samples_png"].endswith("samples.png") and metrics["wall_time_s"] >= 0
+    assert metrics["samples_png"].endswith("samples.png")
+    assert metrics["this_process_wall_time_s"] >= metrics["this_process_train_time_s"] >= 0
     img = read_png(run_dir / "samples.png")
     assert img.ndim == 2 and img.shape[0] > 8 * 2
 
@@ -48,11 +49,38 @@ def test_evaluate(run_dir, capsys, tmp_path):
                  str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
     assert "nats/image" in out and "bits/dim" in out
+    assert out.splitlines()[1:] == [f"wrote {tmp_path / 'e.json'}"], out
     r = json.loads((tmp_path / "e.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert r["images"] == 8
     assert abs(r["nll_nats_per_image"] - metrics["test_nll_nats"]) < 1e-4
     assert abs(r["bits_per_dim"] - r["nll_nats_per_image"] / (64 * np.log(2))) < 1e-9
+
+
+def test_evaluate_prints_its_result_once_as_text_or_as_json(run_dir, capsys):
+    """It printed a text line and then a JSON line of the same numbers."""
+    ckpt = str(run_dir / "checkpoint.npz")
+    capsys.readouterr()
+    assert main(["evaluate", ckpt]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("test NLL: ") and \
+        lines[0].endswith("bits/dim (8 images of 1x8x8)"), lines
+    nats = float(lines[0].split()[2])
+    assert main(["evaluate", ckpt, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    r = json.loads(captured.out)                           # one JSON document, nothing else
+    assert captured.out.count("\n") == 1 and abs(r["nll_nats_per_image"] - nats) < 1e-3
+    assert r["images"] == 8 and r["checkpoint"] == ckpt and "test" in captured.err  # the bar
+
+
+def test_help_examples_write_nowhere_in_the_repository(capsys):
+    """`sample` and `complete` examples wrote into docs/, replacing its figures."""
+    for command in ("train", "evaluate", "sample", "complete", "receptive-field", "plot"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        examples = text[text.index("example"):]
+        assert "docs/" not in examples and "minipixel/" not in examples, (command, examples)
 
 
 def test_sample_is_seeded(run_dir, tmp_path):

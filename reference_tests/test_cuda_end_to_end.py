@@ -150,6 +150,9 @@ def test_demo_runs_on_cuda(cuda, demo, tmp_path, monkeypatch, capsys):
     assert out.strip()
     if demo == "receptive_field.py":
         assert out.count("0 dependencies on the future (must be 0)") == 3
+    if demo == "autograd_walkthrough.py":          # the graph, a recorded op, a failing check
+        assert "       softplus\n           u\n" in out and "right backward: True" in out
+        assert "wrong backward: gradcheck failed: input 0 at index" in out
 
 
 # ---- host synchronisations -----------------------------------------------------------------

@@ -171,7 +171,7 @@ def test_train_in_a_folder_with_a_long_name_keeps_every_metrics_field(tmp_path):
     out = tmp_path / ("run-" + "n" * 150)
     train_tiny(out, epochs=1)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "finished" and "cpu_time_s" in metrics
+    assert metrics["status"] == "finished" and "this_process_cpu_time_s" in metrics
     assert metrics["curves_png"] == str(out / "curves.png") and (out / "curves.png").exists()
 
 
@@ -183,3 +183,57 @@ def test_plot_refuses_an_epoch_of_1e999_in_one_line(tmp_path, capsys):
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "1e999" in err and "metrics.json" in err
+
+
+# ---- runs that cannot be compared -----------------------------------------------------------
+def fake_run(folder, kind="binary", crop=8, channels=1, levels=2, **source):
+    """A run folder whose metrics.json says what data it was measured on."""
+    folder.mkdir(parents=True)
+    spec = {**dict(kind=kind, crop=crop, n_train=None, n_test=None, mnist_dir=None,
+                   cifar_dir=None, binarized_mnist_dir=None), **source}
+    metrics = {"settings": {"dataset": spec}, "config": {"channels": channels, "levels": levels},
+               "history": [{"epoch": 1, "train_nll_nats": 50.0, "test_nll_nats": 49.0}]}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return str(folder)
+
+
+@pytest.mark.parametrize("other,shown", [
+    (dict(kind="binary-threshold"), "binary-threshold digits 8x8"),
+    (dict(crop=12), "binary digits 12x12"),
+    (dict(binarized_mnist_dir="bm"), "binarized MNIST 8x8"),
+    (dict(kind="rgb", channels=3, levels=256), "rgb digits 8x8"),
+])
+def test_plot_refuses_runs_on_different_data_in_one_line_unless_allowed(tmp_path, capsys,
+                                                                       other, shown):
+    a, b = fake_run(tmp_path / "a"), fake_run(tmp_path / "b", **other)
+    out = tmp_path / "c.png"
+    capsys.readouterr()
+    assert main(["plot", a, b, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("minipixel plot: "), err
+    for fragment in (f"{a} is on binary digits 8x8", f"{b} on {shown}", "--allow-mixed"):
+        assert fragment in err, err
+    assert not out.exists()
+    assert main(["plot", a, b, "--allow-mixed", "--out", str(out)]) == 0
+    assert read_png(out).shape == (400, 640, 3)
+
+
+def test_plot_refuses_different_units_even_where_the_data_is_unknown(tmp_path):
+    from minipixel.curves import check_comparable
+    runs = [{"label": "a", "data": None, "units": (1, 2)},
+            {"label": "b", "data": None, "units": (3, 256)}]
+    with pytest.raises(ValueError, match="a is on 1 channel.s. of 2 levels, b on 3 channel"):
+        check_comparable(runs)
+    check_comparable([{"label": "a", "data": None, "units": None}, runs[1]])   # unknown: no say
+
+
+def test_the_legend_names_the_data_once_or_beside_each_run(tmp_path, two_runs):
+    from minipixel.curves import legend_entries
+    same = [run_curves(d) for d in two_runs]
+    texts = [text for text, _, _ in legend_entries(same)]
+    assert texts == ["on binary digits 8x8", "a", "b", "test", "train"]
+    mixed = [run_curves(fake_run(tmp_path / "t", kind="binary-threshold"), "thr"), same[0]]
+    texts = [text for text, _, _ in legend_entries(mixed)]
+    assert texts[:2] == ["thr (binary-threshold digits 8x8)", "a (binary digits 8x8)"]
+    image = curves_figure(mixed)                       # and the figure draws it
+    assert image.shape == (400, 640, 3)

@@ -322,6 +322,24 @@ def test_the_run_lock_holds_for_the_whole_group(tmp_path):
 
 @pytest.mark.mpi
 @needs_mpi
+def test_a_folder_holding_a_run_is_refused_by_rank_0_in_one_line(tmp_path, capsys):
+    from bad_files import file_bytes
+    out = tmp_path / "run"
+    assert cli(capsys, "train", *TINY, "--epochs", "1", "--out", out)[0] == 0
+    before = {name: file_bytes(out / name) for name in os.listdir(out)}
+    done = mpirun(2, *TINY, "--out", out, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"minipixel train: {out} already holds a "
+                                                   "run"), done.stderr
+    finished = mpirun(2, "--resume", out / "checkpoint.npz", "--no-progress", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.count("the run finished its 1 epoch") == 1, finished.stdout
+    assert {name: file_bytes(out / name) for name in os.listdir(out)} == before
+
+
+@pytest.mark.mpi
+@needs_mpi
 def test_a_usage_error_under_the_launcher_is_one_line(tmp_path):
     out = mpirun(2, "--h", "x", cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr

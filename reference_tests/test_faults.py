@@ -49,10 +49,12 @@ def tiny_trainer(data, out, **kw):
 
 # ---- divergence ---------------------------------------------------------------------------
 def test_a_diverging_new_run_leaves_the_good_checkpoint_byte_for_byte(tmp_path, capsys):
+    """Even with --overwrite: the old run's files go only just before the new run's first
+    checkpoint, which a run diverging in its first epoch never writes."""
     path = train_tiny(tmp_path)
     before = {f: file_bytes(tmp_path / f) for f in os.listdir(tmp_path)}
     rc, err = cli(capsys, "train", "rowlstm", *TINY, "--epochs", "2", "--out", tmp_path,
-                  "--lr", "1e30", "--clip", "0")
+                  "--lr", "1e30", "--clip", "0", "--overwrite")
     line = assert_one_line_error(rc, err, "train", "diverged", "left as it was")
     assert "Warning" not in err, err
     assert {f: file_bytes(tmp_path / f) for f in os.listdir(tmp_path)} == before, line
@@ -223,7 +225,8 @@ def test_a_second_run_into_a_locked_folder_fails_at_once(tmp_path, capsys):
         rc, err = cli(capsys, "train", "--resume", path, "--no-progress")
         assert_one_line_error(rc, err, "train", "another minipixel run")
     assert file_bytes(path) == before
-    assert cli(capsys, "train", "rowlstm", *TINY, "--out", tmp_path)[0] == 0   # released
+    assert cli(capsys, "train", "rowlstm", *TINY, "--out", tmp_path,        # released
+               "--overwrite")[0] == 0
 
 
 def test_a_killed_lock_holder_leaves_no_stale_lock(tmp_path):

@@ -167,8 +167,8 @@ def open_for_picture(args, name, fast=True):
 
 
 def default_output(checkpoint, name):
-    """A file next to the checkpoint."""
-    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), name)
+    """A file next to the checkpoint (a relative path stays relative)."""
+    return os.path.join(os.path.dirname(checkpoint), name)
 
 
 def progress_printer(desc, enabled=True):

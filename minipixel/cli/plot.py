@@ -2,7 +2,10 @@
 
 Each RUN_DIR is a folder written by `minipixel train` (it holds metrics.json).
 Runs are overlaid in one figure, one colour each, with a legend: test NLL solid,
-training NLL dashed.
+training NLL dashed, and the data the runs were measured on. Runs on different data
+(binary and binary-threshold digits, the digits and MNIST, two crops) or in different
+units (a binary run's nats and an RGB run's) do not compare and are refused in one line;
+--allow-mixed overlays them anyway, each run's data beside its label.
 """
 import math
 
@@ -26,6 +29,8 @@ def add_parser(sub):
     p.add_argument("--reference", nargs=2, action="append", metavar=("NATS", "LABEL"),
                    default=[], help="a dotted line at NATS labelled LABEL (e.g. a published "
                                     "result); may be repeated")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="overlay runs on different data or in different units anyway")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(640, 400),
                    help="picture size in pixels (default 640 400)")
     p.set_defaults(run=run)
@@ -50,7 +55,8 @@ def run(args):
     check_output(args.out)
     try:
         path = write_curves_png(args.out, args.runs, labels=args.labels, title=args.title,
-                                width=width, height=height, references=references)
+                                width=width, height=height, references=references,
+                                allow_mixed=args.allow_mixed)
     except (ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:

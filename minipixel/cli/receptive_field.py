@@ -21,7 +21,7 @@ from .common import CLIError, HelpFormatter, check_output
 def add_parser(sub):
     p = sub.add_parser("receptive-field", help="PNG of the three models' receptive fields",
                        description=__doc__, formatter_class=HelpFormatter,
-                       epilog="example:\n  minipixel receptive-field --out docs/receptive_field.png")
+                       epilog="example:\n  minipixel receptive-field --out receptive_field.png")
     p.add_argument("--size", type=integer(2), default=16, help="image size S x S (default %(default)s)")
     p.add_argument("--pixel", type=NON_NEGATIVE, nargs=2, metavar=("ROW", "COL"), default=None,
                    help="the output pixel (default: row S-4, column S//3)")

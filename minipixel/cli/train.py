@@ -6,9 +6,12 @@ leaving checkpoint.npz, metrics.json (test NLL), curves.png (learning curves) an
 samples.png in runs/main.
 
 Ctrl-C and SIGTERM save a checkpoint of the last completed step and exit
-(130, 143). One run at a time per output folder (a lock). A run whose loss or
-weights become non-finite stops and writes nothing, so the last checkpoint is
-kept.
+(130, 143). One run at a time per output folder (a lock), and one run per folder: a
+folder that holds another run (finished or not) is refused unless the command is
+--resume of its checkpoint, or --overwrite, which removes the old run's files first
+(cli/runfolder.py). A --resume with nothing left to train says so and writes nothing.
+A run whose loss or weights become non-finite stops and writes nothing, so the last
+checkpoint is kept.
 
 Under an MPI launcher (``mpiexec -n K minipixel train ...``, docs/distributed.md)
 the K processes train one run together: each takes its part of every batch of
@@ -31,13 +34,13 @@ from ..training import Trainer
 from .common import (CLIError, HelpFormatter, add_dataset, add_device, add_paper_path,
                      add_threads, check_fits, check_output, check_threads, dataset_spec, describe,
                      device, load_data, load_model)
+from .runfolder import RUN_FILES, nothing_to_train, refusal, remove_run
 
 # The default main job (measured: see the README's results table).
 MAIN_JOB = dict(model="diagonal", h=16, layers=2, out_hidden=32, dataset="binary", epochs=5,
                 batch_size=16, optimizer="adam", lr=None, clip=100.0, seed=0, dtype="float32",
                 samples=64)
 MAIN_OUT = os.path.join("runs", "main")
-RUN_FILES = ("checkpoint.npz", "metrics.json", "samples.png", "curves.png")
 MAX_MODEL_BYTES = 1 << 30       # refuse models whose weights alone would take more than 1 GiB
 
 # Flags that describe the run itself; with --resume they come from the checkpoint.
@@ -51,6 +54,8 @@ EXAMPLES = """examples:
   minipixel train --preset mnist-diagonal-1layer --epochs 2
   minipixel train rowlstm --dataset rgb --crop 12 --h 8 --layers 2
   minipixel train --resume runs/main/checkpoint.npz   # continue after Ctrl-C
+  minipixel train --resume runs/main/checkpoint.npz --epochs 10   # train a finished run longer
+  minipixel train --dataset binary-threshold --out runs/threshold  # runs/main is taken
 """
 
 
@@ -98,7 +103,11 @@ def add_parser(sub):
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None,
                    help=f"output folder (default {MAIN_OUT}, or the checkpoint's folder with "
-                        "--resume, or runs/<model> for other models)")
+                        "--resume, or runs/<preset or model> for other models); a folder "
+                        "that holds another run is refused")
+    o.add_argument("--overwrite", action="store_true",
+                   help="if --out holds another run, remove its files (" + ", ".join(RUN_FILES)
+                        + ") just before this run's first checkpoint; other files stay")
     o.add_argument("--samples", type=NON_NEGATIVE, default=None,
                    help=f"images in the final sample grid, 0 = none (default {MAIN_JOB['samples']})")
     o.add_argument("--sample-seed", type=SEED, default=0, help="default %(default)s")
@@ -230,14 +239,14 @@ def _trainer_from(args, ckpt, dev, log, group):
     return trainer, data
 
 
-def _write_curves(out, history, title, log):
+def _write_curves(out, history, title, spec, log):
     """curves.png (train and test NLL per epoch) beside metrics.json; None if it fails."""
-    from ..curves import curves_figure, history_curves
+    from ..curves import curves_figure, describe_data, history_curves
     from ..png import write_png
     label = os.path.basename(os.path.normpath(os.path.abspath(out)))
     try:
-        return write_png(os.path.join(out, "curves.png"),
-                         curves_figure([history_curves(history, label)], title=title))
+        curves = history_curves(history, label, data=describe_data(spec))
+        return write_png(os.path.join(out, "curves.png"), curves_figure([curves], title=title))
     except Exception as e:                     # noqa: BLE001 -- a figure never costs the metrics
         log(f"note: no learning-curve plot written: {type(e).__name__}: {e}")
         return None
@@ -246,8 +255,8 @@ def _write_curves(out, history, title, log):
 def _output_folder(args):
     if args.out:
         return args.out
-    if args.resume:
-        return os.path.dirname(os.path.abspath(args.resume))
+    if args.resume:                  # as the user wrote it: relative stays relative
+        return os.path.dirname(args.resume) or os.curdir
     if not (args.model or args.preset):
         return MAIN_OUT
     return os.path.join("runs", args.preset or args.model)
@@ -276,19 +285,36 @@ def run(args):
                 raise CLIError(f"checkpoint not found: {args.resume}")
             check_output(out, directory=True)  # unwritable, a file, a full disk: first
             lock.acquire()
+            return refusal(out, args.resume, args.overwrite)        # under the lock
+        return None
     try:
-        group.agree(take_folder)
+        refused = group.agree(take_folder)
+        refused = group.broadcast_bytes((refused or "").encode() if group.is_root else b"")
+        if refused:                            # rank 0's line, raised alike on every rank
+            raise CLIError(refused.decode())
         if args.resume:                        # read under the lock
             trainer, data = _resumed_trainer(args, dev, log, group)
+            done = nothing_to_train(trainer, args.resume, args.epochs)
+            if done:
+                log(done)
+                return 0
         else:
             trainer, data = group.agree(lambda: _new_trainer(args, dev, log, group))
         if group.is_root:
+            if args.overwrite:                 # once this run has something to write
+                trainer.before_first_save = lambda: _clear_old_run(out, log)
             remove_stale_temporaries(out, RUN_FILES)
             trainer.out = out
         return _train(args, trainer, data, dev, out, (t0, c0), log,
                       {"processes": group.size, "gpus": gpus if dev != "cpu" else None})
     finally:
         lock.release()
+
+
+def _clear_old_run(out, log):
+    removed = remove_run(out)
+    if removed:
+        log(f"--overwrite: removed the old run's {', '.join(removed)} from {out}")
 
 
 def _device(args, group):
@@ -298,11 +324,16 @@ def _device(args, group):
     return dev, (group.cuda_device() if dev == "cuda" else None)
 
 
+def _times(extra, state):
+    """The summary's times: this process (start to end) and the whole run's training."""
+    return (f"this process: {extra['this_process_wall_time_s']:.0f} s wall, "
+            f"{extra['this_process_cpu_time_s']:.0f} s CPU; whole run's training steps "
+            f"(every session): {state['train_time_s']:.0f} s wall, "
+            f"{state['train_cpu_s']:.0f} s CPU")
+
+
 def _train(args, trainer, data, dev, out, start, log, group_info):
     t0, c0 = start
-    if trainer.out and not args.resume and os.path.exists(trainer.checkpoint_path):
-        log(f"note: starting afresh over {trainer.checkpoint_path} "
-            f"(--resume {trainer.checkpoint_path} would continue it)")
     model = trainer.model
     N, (C, H, W) = len(data.train), data.shape
     kind = model.name if model.name != "multiscale" else (
@@ -314,10 +345,12 @@ def _train(args, trainer, data, dev, out, start, log, group_info):
         f"{len(data.test)} test images of {C}x{H}x{W}; {trainer.settings['optimizer']} "
         f"lr {trainer.settings['lr']:g}, batch {trainer.settings['batch_size']}, "
         f"{trainer.settings['epochs']} epochs of {trainer.steps_per_epoch} steps -> {out}")
+    trained_before = trainer.state["train_time_s"]
     metrics = trainer.run()                    # Ctrl-C / SIGTERM: saved, then re-raised
     if not trainer.group.is_root:
         return 0
-    extra = {"wall_time_s": round(time.perf_counter() - t0, 2), "device": dev, **group_info}
+    extra = {"device": dev, **group_info, "this_process_train_time_s":
+             round(trainer.state["train_time_s"] - trained_before, 2)}
     n_samples = MAIN_JOB["samples"] if args.samples is None else args.samples
     if metrics["status"] == "finished" and n_samples > 0:
         from ..figures import samples_figure
@@ -333,15 +366,15 @@ def _train(args, trainer, data, dev, out, start, log, group_info):
         extra.update(samples_png=path, sample_time_s=round(time.perf_counter() - ts, 2))
         log(f"wrote {path} ({n_samples} samples, {extra['sample_time_s']:.1f} s)")
     if trainer.state["history"]:
-        extra["curves_png"] = _write_curves(out, trainer.state["history"], model.name, log)
-    extra["wall_time_s"] = round(time.perf_counter() - t0, 2)
-    extra["cpu_time_s"] = round(time.process_time() - c0, 2)
+        extra["curves_png"] = _write_curves(out, trainer.state["history"], model.name,
+                                           trainer.settings["dataset"], log)
+    extra["this_process_wall_time_s"] = round(time.perf_counter() - t0, 2)
+    extra["this_process_cpu_time_s"] = round(time.process_time() - c0, 2)
     trainer.write_metrics(extra)
     if metrics["test_nll_nats"] is not None:
         log(f"test NLL {metrics['test_nll_nats']:.2f} nats/image "
             f"({metrics['test_bits_per_dim']:.4f} bits/dim) after {trainer.state['epoch']} "
-            f"epoch(s), {trainer.state['global_step']} steps; wall time {extra['wall_time_s']:.0f} s, "
-            f"CPU time {extra['cpu_time_s']:.0f} s")
+            f"epoch(s), {trainer.state['global_step']} steps; {_times(extra, trainer.state)}")
     if metrics["status"] == "stopped":
         log(f"stopped at --max-steps {args.max_steps}: continue with "
             f"--resume {trainer.checkpoint_path}")

@@ -4,12 +4,16 @@
     c_i = f . c_{i-1} + i . g
     h_i = o . tanh(c_i)
 
+Gate order: the paper lists the gates as [o, f, i, g]; the code (here, its twins, the
+reference files) stores them in PyTorch's order, i, f, g, o: the same four gates, only
+the blocks of ``pre`` are laid out differently (channels 0:h are i, h:2h f, 2h:3h g,
+3h:4h o).
+
 Shapes: ``pre`` (N, 4h, ...) holds the pre-activations K_is (*) x_i + K_ss (*) h_{i-1}
-as four blocks of h channels in PyTorch's gate order (i, f, g, o); ``c_prev``
-(N, h, ...); any trailing axes are positions updated in parallel. The engine
-derives the backward. Its twins, each tested equal to it: the fused in-place cell
-the scans run (minipixel/fast/cell.py) and the per-pixel cell of the cached sampler
-(minipixel/sampling/per_pixel/cell.py).
+as those four blocks of h channels; ``c_prev`` (N, h, ...); any trailing axes are
+positions updated in parallel. The engine derives the backward. Its twins, each
+tested equal to it: the fused in-place cell the scans run (minipixel/fast/cell.py) and
+the per-pixel cell of the cached sampler (minipixel/sampling/per_pixel/cell.py).
 """
 from ..ops import sigmoid, tanh
 from ..tensor import Tensor, check_same
