@@ -86,9 +86,9 @@ def test_the_conditioning_is_computed_once_per_image(cached, monkeypatch):
     model = multiscale("diagonal", 3, 4, factor=2)
     forward, batches = model.upsampler.forward, []
 
-    def counted(small, H, W):
+    def counted(small, *args, **kwargs):
         batches.append(small.shape[0])
-        return forward(small, H, W)
+        return forward(small, *args, **kwargs)
     monkeypatch.setattr(model.upsampler, "forward", counted)
     sample(model, 3, 5, 6, seed=1, cached=cached)
     assert batches == [3]                 # one call, for the 3 images: none per pixel or pass
