@@ -9,16 +9,39 @@ import numpy as np
 from .font import draw_text, text_size
 from .png import grid, to_display, upscale
 
-__all__ = ["samples_figure", "completions_figure", "occlusion_mask", "receptive_field_maps",
+__all__ = ["samples_figure", "two_scale_figure", "completions_figure", "upscale_figure",
+           "small_as_blocks", "occlusion_mask", "receptive_field_maps",
            "receptive_field_figure", "receptive_field_text", "RF_COLOURS", "FIELD_COLOURS",
            "field_codes", "legend", "with_legend"]
 
 OCCLUDED_GREY = 128
+PAD_GREY = 90                        # between and around the tiles
 
 
 def samples_figure(images, levels, ncols=None, scale=3, pad=2):
     """A grid of images (N, C, H, W), upscaled `scale` times."""
-    return upscale(grid(to_display(images, levels), ncols=ncols, pad=pad, pad_value=90), scale)
+    return upscale(grid(to_display(images, levels), ncols=ncols, pad=pad, pad_value=PAD_GREY),
+                   scale)
+
+
+def small_as_blocks(small, factor, H, W):
+    """Small images (N, C, ceil(H/k), ceil(W/k)) at the large size (N, C, H, W): each small
+    pixel a k x k block (nearest neighbour), its top-left pixel where the large image
+    holds it (a Multi-Scale model's small image is the pixel (k r, k c) of each block)."""
+    small = np.asarray(small)
+    return small.repeat(factor, axis=2).repeat(factor, axis=3)[:, :, :H, :W]
+
+
+def two_scale_figure(small, large, levels, factor, ncols=None, scale=3, pad=2):
+    """A Multi-Scale model's samples: a grid of pairs, the small image (N, C, s_H, s_W)
+    shown at the large one's size (``small_as_blocks``) left of the large image
+    (N, C, H, W), one pad apart; the pairs 2 * pad apart. ncols: pairs per row."""
+    large = to_display(large, levels)
+    N, C, H, W = large.shape
+    gap = np.full((N, C, H, pad), PAD_GREY, np.uint8)
+    pairs = np.concatenate([to_display(small_as_blocks(small, factor, H, W), levels), gap,
+                            large], axis=3)
+    return upscale(grid(pairs, ncols=ncols, pad=2 * pad, pad_value=PAD_GREY), scale)
 
 
 def occlusion_mask(H, W, keep_rows):
@@ -35,14 +58,31 @@ def completions_figure(originals, completions, levels, keep_rows, scale=3, pad=2
 
     originals (n, C, H, W), completions (n, k, C, H, W); rows below `keep_rows`
     of the occluded image are drawn mid-grey."""
-    originals, completions = np.asarray(originals), np.asarray(completions)
-    n, k = completions.shape[:2]
     occluded = to_display(originals, levels)
     occluded[:, :, keep_rows:] = OCCLUDED_GREY
-    tiles = np.concatenate([occluded[:, None], to_display(completions, levels),
+    return rows_figure(occluded, completions, originals, levels, scale, pad)
+
+
+def upscale_figure(originals, small, drawn, levels, factor, scale=3, pad=2):
+    """A Multi-Scale model's upscalings, one row per test image:
+
+        small image (as k x k blocks) | large image 1 ... large image m | original
+
+    originals (n, C, H, W), their small images (n, C, s_H, s_W), drawn (n, m, C, H, W)."""
+    H, W = np.shape(originals)[2:]
+    return rows_figure(to_display(small_as_blocks(small, factor, H, W), levels), drawn,
+                       originals, levels, scale, pad)
+
+
+def rows_figure(first, drawn, originals, levels, scale=3, pad=2):
+    """One row per image: first (n, C, H, W) display values | drawn (n, m, C, H, W) | the
+    original (n, C, H, W), the last two in 0..levels-1."""
+    originals, drawn = np.asarray(originals), np.asarray(drawn)
+    n, k = drawn.shape[:2]
+    tiles = np.concatenate([first[:, None], to_display(drawn, levels),
                             to_display(originals, levels)[:, None]], axis=1)
     return upscale(grid(tiles.reshape((n * (k + 2),) + tiles.shape[2:]), ncols=k + 2, pad=pad,
-                        pad_value=90), scale)
+                        pad_value=PAD_GREY), scale)
 
 
 # ---- receptive fields and dependency maps: one palette ---------------------------------------

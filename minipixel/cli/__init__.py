@@ -5,6 +5,8 @@
     minipixel evaluate CKPT         test NLL in nats/image and bits/dim
     minipixel sample CKPT           a PNG grid of samples
     minipixel complete CKPT         completions of occluded test images (PNG)
+    minipixel upscale CKPT          large images drawn given test images' small ones (PNG,
+                                    a multi-scale checkpoint)
     minipixel receptive-field       the three models' receptive fields (PNG)
     minipixel plot RUN_DIR...       learning curves of training runs (PNG)
     minipixel reference|compare|audit   the cross-check toolkit (minipixel.crosscheck)
@@ -37,13 +39,13 @@ from ..distributed import GroupError, launched_rank, leave
 from ..interrupts import interrupts
 from ..runlock import RunLocked
 from ..training import TrainingDiverged
-from . import complete, crosscheck, evaluate, plot, receptive_field, sample, train
+from . import complete, crosscheck, evaluate, plot, receptive_field, sample, train, upscale
 from .common import CLIError, describe
 from .threads import configure_blas_threads
 
 __all__ = ["main", "build_parser", "EXPECTED_ERRORS"]
 
-SUBCOMMANDS = (train, evaluate, sample, complete, receptive_field, plot)
+SUBCOMMANDS = (train, evaluate, sample, complete, upscale, receptive_field, plot)
 
 # Failures that are the input's or the environment's, not minipixel's: one line, exit 2.
 EXPECTED_ERRORS = (CLIError, CheckpointError, DeviceError, TrainingDiverged, RunLocked, OSError,
@@ -84,7 +86,7 @@ def main(argv=None):
         configure_blas_threads()
         return _guarded(argv[0], debug, "cpu", crosscheck.run, argv[0], argv[1:])
     parser = build_parser()
-    names = {"train", "evaluate", "sample", "complete", "receptive-field", "plot"}
+    names = {"train", "evaluate", "sample", "complete", "upscale", "receptive-field", "plot"}
     if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train"] + argv               # `minipixel [train flags]`: the train command
     with _quiet_unless_rank_0():              # under mpiexec: one usage error, not K

@@ -171,6 +171,18 @@ def default_output(checkpoint, name):
     return os.path.join(os.path.dirname(checkpoint), name)
 
 
+def samples_picture(model, images, ncols=None, scale=3):
+    """The picture of sampled images (N, C, H, W) that `sample` and `train` write: a grid;
+    for a Multi-Scale model, pairs of its small image (each pixel a k x k block) beside
+    the large one, ncols pairs a row."""
+    from ..figures import samples_figure, two_scale_figure
+    from ..sampling.multiscale import is_multiscale
+    if is_multiscale(model):
+        return two_scale_figure(model.subsample(images), images, model.levels, model.factor,
+                                ncols=ncols, scale=scale)
+    return samples_figure(images, model.levels, ncols=ncols, scale=scale)
+
+
 def progress_printer(desc, enabled=True):
     """A progress(done, total) callback that draws a Progress bar, created lazily."""
     from ..progress import Progress

@@ -353,16 +353,15 @@ def _train(args, trainer, data, dev, out, start, log, group_info):
              round(trainer.state["train_time_s"] - trained_before, 2)}
     n_samples = MAIN_JOB["samples"] if args.samples is None else args.samples
     if metrics["status"] == "finished" and n_samples > 0:
-        from ..figures import samples_figure
         from ..png import write_png
         from ..sampling import sample
-        from .common import progress_printer
+        from .common import progress_printer, samples_picture
         ts = time.perf_counter()
         images = sample(model, n_samples, H, W, seed=args.sample_seed,
                         cached=not args.naive_sampler,
                         progress=progress_printer("sampling", not args.no_progress))
         path = write_png(os.path.join(out, "samples.png"),
-                         samples_figure(images, model.levels))
+                         samples_picture(model, images))
         extra.update(samples_png=path, sample_time_s=round(time.perf_counter() - ts, 2))
         log(f"wrote {path} ({n_samples} samples, {extra['sample_time_s']:.1f} s)")
     if trainer.state["history"]:

@@ -87,5 +87,6 @@ class DiagonalBiLSTMLayer(ResidualRecurrentLayer):
         r2l = flip(self.right_to_left(flip(x, 3), None if cond is None else flip(cond, 3)), 3)
         return l2r + shift_down(r2l)
 
-    def pixel_steps(self, N, H, W):
-        return DiagonalPixels(self, N, H, W)     # the per-pixel twin (sampling/per_pixel/)
+    def pixel_steps(self, N, H, W, cond=None):
+        """cond: the conditioning map channels last (N, H, W, c) of a conditional network."""
+        return DiagonalPixels(self, N, H, W, cond)  # the per-pixel twin

@@ -64,5 +64,6 @@ class PixelCNNBlock(Module):
             y = y + self.condition(cond)                                 # + V (*) cond
         return x + self.expand(act(y))
 
-    def pixel_steps(self, N, H, W):
-        return PixelCNNPixels(self, N, H, W)     # the per-pixel twin (sampling/per_pixel/)
+    def pixel_steps(self, N, H, W, cond=None):
+        """cond: the conditioning map channels last (N, H, W, c) of a conditional network."""
+        return PixelCNNPixels(self, N, H, W, cond)  # the per-pixel twin

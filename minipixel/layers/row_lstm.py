@@ -56,5 +56,6 @@ class RowLSTMLayer(ResidualRecurrentLayer):
             rows.append(h)
         return concat(rows, axis=2)
 
-    def pixel_steps(self, N, H, W):
-        return RowLSTMPixels(self, N, H, W)      # the per-pixel twin (sampling/per_pixel/)
+    def pixel_steps(self, N, H, W, cond=None):
+        """cond: the conditioning map channels last (N, H, W, c) of a conditional network."""
+        return RowLSTMPixels(self, N, H, W, cond)  # the per-pixel twin

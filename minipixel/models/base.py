@@ -177,8 +177,10 @@ class PixelModel(Module):
         return z.reshape(N, self.channels, V, H, W).transpose(0, 2, 1, 3, 4)
 
     # ---- one pixel at a time (cached sampling) -------------------------------
-    def pixel_steps(self, N, H, W):
-        return ModelPixels(self, N, H, W)        # the per-pixel twin (sampling/per_pixel/)
+    def pixel_steps(self, N, H, W, cond=None):
+        """The per-pixel twin (sampling/per_pixel/); cond: a conditional network's
+        conditioning map (N, condition_maps, H, W), as ``logits_from_scaled`` takes it."""
+        return ModelPixels(self, N, H, W, cond)
 
     # ---- likelihood ----------------------------------------------------------
     def subpixel_nll(self, logits, images):

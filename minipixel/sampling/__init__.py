@@ -17,22 +17,41 @@ pixels see the same randomness whatever is given).
 Samplers: ``naive.fill_naive`` runs one forward pass per sub-pixel (H*W*C
 passes); ``cached.fill_cached`` evaluates the model one pixel at a time from
 cached values of earlier pixels (each layer's per-pixel step sits beside its
-forward). Both take (model, images, u, given_mask, progress).
+forward). Both take (model, images, u, given_mask, progress), and a conditional
+network's conditioning map ``cond``.
+
+A Multi-Scale model (minipixel/models/multiscale.py) is sampled in two stages, the
+small image and then the large one given it (sampling/multiscale.py, whose docstring
+says how the seed's uniforms split between the stages); ``sample`` returns the large
+images, whose pixels (k r, k c) are the small ones (``model.subsample`` gives them
+back), and ``upscale`` draws large images given small ones.
 """
 import numpy as np
 
 from ..backend import to_numpy
 from ..validate import is_whole
-from .cached import fill_cached, teacher_forced_logits
+from . import cached
+from .cached import fill_cached
+from .multiscale import (conditional_logits_cached, fill_two_stage, is_multiscale,
+                         two_stage_uniforms, upscale)
 from .naive import draw_from_logits, fill_naive
 
-__all__ = ["sample", "draw_from_logits", "fill_naive", "fill_cached", "teacher_forced_logits",
-           "uniforms"]
+__all__ = ["sample", "upscale", "draw_from_logits", "fill_naive", "fill_cached",
+           "teacher_forced_logits", "uniforms"]
 
 
 def uniforms(seed, n, C, H, W):
     """The up-front draws: float64 uniforms in [0, 1) of shape (n, C, H, W)."""
     return np.random.default_rng(seed).random((n, C, H, W))
+
+
+def teacher_forced_logits(model, images):
+    """Logits of every sub-pixel of `images` computed the cached way (a multi-scale
+    model's: the conditional network's, given the images' own small images):
+    (N, C, H, W, values) NumPy, equal to the forward pass (tested)."""
+    if is_multiscale(model):
+        return conditional_logits_cached(model, images)
+    return cached.teacher_forced_logits(model, images)
 
 
 def _whole(name, value, least):
@@ -89,9 +108,11 @@ def sample(model, n, H, W, seed=0, cached=False, given=None, given_mask=None, pr
     ``given_mask`` is boolean, broadcastable to (n, C, H, W) (e.g. (H, W) for
     "these pixels in every image and colour"); pixels where it is True are
     copied from ``given`` and not sampled. ``progress(done, total)`` is called
-    after each sampled sub-pixel position. Runs under no_grad on the model's
-    device; the result is always on the CPU. Every argument is checked before
-    any work (ValueError saying what was expected)."""
+    after each sampled sub-pixel position (a multi-scale model: both stages on one
+    count). A multi-scale model is sampled in two stages (the module docstring), its
+    given pixels given to both. Runs under no_grad on the model's device; the result
+    is always on the CPU. Every argument is checked before any work (ValueError saying
+    what was expected)."""
     C, levels = model.channels, model.levels
     n, H, W = _whole("n", n, 1), _whole("H", H, 1), _whole("W", W, 1)
     seed = _whole("seed", seed, 0)
@@ -107,11 +128,13 @@ def sample(model, n, H, W, seed=0, cached=False, given=None, given_mask=None, pr
         mask = _given_mask(given_mask, shape)
         given = _given_values(given, shape, levels)
         images[mask] = given[mask]
-    u = uniforms(seed, n, C, H, W)
-    fill = fill_cached if cached else fill_naive
     was_training = model.training
     model.eval()
     try:
-        return fill(model, images, u, mask, progress=progress)
+        if is_multiscale(model):
+            return fill_two_stage(model, images, two_stage_uniforms(seed, model, shape), mask,
+                                  cached=cached, progress=progress)
+        fill = fill_cached if cached else fill_naive
+        return fill(model, images, uniforms(seed, n, C, H, W), mask, progress=progress)
     finally:
         model.train(was_training)

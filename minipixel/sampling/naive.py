@@ -6,11 +6,17 @@ rows below it; cropping them away gives the same numbers and saves about
 half of the work. (Masked convs zero-pad; padding below row r meets only
 zero weights. The Diagonal BiLSTM's scans and the right-to-left shift look
 only at rows above or on the current one.)
+
+A conditional network (the Multi-Scale model's, sampling/multiscale.py) takes its
+conditioning map ``cond`` (n, c, H, W), computed once per image from the full small
+image, and each pass crops it as it crops the image: cond enters every layer
+pointwise (a 1 x 1 conv added to the gates) and the layers are causal, so rows 0..r
+of the map give rows 0..r's logits exactly.
 """
 import numpy as np
 
-from ..backend import to_numpy
-from ..tensor import no_grad
+from ..backend import get_array_module, to_numpy
+from ..tensor import Tensor, no_grad
 
 __all__ = ["fill_naive", "draw_from_logits"]
 
@@ -31,8 +37,9 @@ def draw_from_logits(logits, u):
     return np.minimum((running <= u[:, None] * running[:, -1:]).sum(axis=1), z.shape[1] - 1)
 
 
-def fill_naive(model, images, u, given_mask, progress=None):
-    """Fill `images` (n, C, H, W) in place where ``given_mask`` is False; returns it."""
+def fill_naive(model, images, u, given_mask, progress=None, cond=None):
+    """Fill `images` (n, C, H, W) in place where ``given_mask`` is False; returns it.
+    cond: a conditional network's conditioning map (n, c, H, W), or None."""
     n, C, H, W = images.shape
     todo_positions = [(r, c) for r in range(H) for c in range(W)
                       if not given_mask[:, :, r, c].all()]
@@ -43,9 +50,19 @@ def fill_naive(model, images, u, given_mask, progress=None):
                 if rows.size == 0:
                     continue
                 batch = images[rows, :, :r + 1] if rows.size < n else images[:, :, :r + 1]
-                logits = model(batch).data
+                logits = _logits(model, batch, None if rows.size == n else rows, r, cond)
                 z = logits[:, k, r, c] if logits.ndim == 4 else logits[:, :, k, r, c]
                 images[rows, k, r, c] = draw_from_logits(z, u[rows, k, r, c])
             if progress is not None:
                 progress(done, len(todo_positions))
     return images
+
+
+def _logits(model, batch, rows, r, cond):
+    """The logits of `batch` (the images `rows`, all if None, cropped to rows 0..r),
+    given the conditioning map cropped the same way in a conditional network."""
+    if cond is None:
+        return model(batch).data
+    if rows is not None:
+        cond = cond[get_array_module(cond).asarray(rows)]
+    return model.logits_from_scaled(model.scale(batch), cond=Tensor(cond[:, :, :r + 1])).data

@@ -19,15 +19,25 @@ class ModelPixels:
     Buffers: `image` (N, H + 2p, W + 2p, C) the scaled values drawn so far,
     channels last, zero padded as the 7 x 7 conv pads; `outs` (N, L * 2h) the L
     layers' outputs at the current pixel side by side, the skip conv's input
-    (each layer writes its own block)."""
+    (each layer writes its own block).
 
-    def __init__(self, model, N, H, W):
+    cond: the conditioning map (N, c, H, W) of a conditional network (the Multi-Scale
+    model's, computed once per image from its small image), or None. It is laid out
+    channels last once here; each layer's twin computes its bias V (*) cond from it
+    once and adds it where its forward does."""
+
+    def __init__(self, model, N, H, W, cond=None):
         xp, dtype = model.first.weight.xp, model.dtype
         self.model, self.xp, self.slope = model, xp, model.relu_slope
         self.p = p = model.first.padding[0]
         self.image = xp.zeros((N, H + 2 * p, W + 2 * p, model.channels), dtype=dtype)
         self.first = model.first.at_pixel(self.image)
-        self.layers = [layer.pixel_steps(N, H, W) for layer in model.layers]
+        if cond is not None:
+            if tuple(cond.shape[:1] + cond.shape[2:]) != (N, H, W):
+                raise ValueError(f"a conditioning map (N, c, H, W) = ({N}, c, {H}, {W}) "
+                                 f"expected, got {tuple(cond.shape)}")
+            cond = xp.ascontiguousarray(cond.transpose(0, 2, 3, 1))              # (N, H, W, c)
+        self.layers = [layer.pixel_steps(N, H, W, cond) for layer in model.layers]
         width = model.first.weight.shape[0]                                    # 2h
         self.outs = xp.zeros((N, width * len(self.layers)), dtype=dtype)
         self.out_blocks = [self.outs[:, i * width:(i + 1) * width]

@@ -107,3 +107,21 @@ class PixelConv:
         if self.b is not None:
             y += self.b
         return y
+
+
+def condition_bias(module, cond):
+    """A conditional layer's bias V (*) cond at every pixel, computed once: (N, H, W, OC)
+    for the conditioning map cond (N, H, W, c), channels last (the Multi-Scale model,
+    layers/conditioning.py; V is ``module.condition``, a 1 x 1 unmasked conv). None
+    without a map; a module built without V refuses one."""
+    if cond is None:
+        return None
+    if getattr(module, "condition", None) is None:
+        raise ValueError(f"{type(module).__name__} has no conditioning (built with "
+                         f"condition_maps=0), but a conditioning map was given")
+    N, H, W, c = cond.shape
+    v = module.condition.at_pixel()                                   # w (c, OC)
+    if v.w.shape[0] != c:
+        raise ValueError(f"{type(module).__name__} takes {v.w.shape[0]} conditioning maps, "
+                         f"got a map of {c}")
+    return v.vec(cond.reshape(N * H * W, c)).reshape(N, H, W, -1)

@@ -5,6 +5,7 @@ Tested equal to the layer's forward pass at every pixel
 (reference_tests/test_per_pixel_twins.py).
 """
 from .cell import lstm_cell
+from .conv import condition_bias
 
 
 def edge_states(direction, H):
@@ -40,9 +41,15 @@ class DirectionPixels:
     Grids h_grid, c_grid (N, H + 1, W + 1, h): index [r + 1, col + 1] holds (r, col);
     row 0 is the zero padding above, column 0 the states left of the image
     (`edge_states`: the skewed map is padding there). Row r-1's states are final once
-    row r starts, so ``begin_row(r)`` takes K_above h(r-1, col) for the whole row."""
+    row r starts, so ``begin_row(r)`` takes K_above h(r-1, col) for the whole row.
 
-    def __init__(self, direction, N, H, W):
+    In a conditional network (the Multi-Scale model) the direction's bias V (*) cond is
+    computed once, at every pixel, from cond (N, H, W, c), channels last, in this
+    direction's own column order (mirrored for the right-to-left one), and
+    ``begin_row(r)`` adds its row r there too. The states left of the image stay as
+    they are: the skewed map of cond is zero there, as the skewed input is."""
+
+    def __init__(self, direction, N, H, W, cond=None):
         xp, dtype, n = direction.h0.xp, direction.h0.dtype, len(direction.h0)
         self.xp = xp
         self.k_is = direction.input_to_state.at_pixel()
@@ -51,12 +58,15 @@ class DirectionPixels:
         self.h_grid = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
         self.c_grid = xp.zeros((N, H + 1, W + 1, n), dtype=dtype)
         self.h_grid[:, 1:, 0], self.c_grid[:, 1:, 0] = edge_states(direction, H)
+        self.bias = condition_bias(direction, cond)                      # V (*) cond
 
     def begin_row(self, r):
-        """K_above h(r-1, col) for every column col of row r: (N, W, 4h)."""
+        """K_above h(r-1, col) (+ V (*) cond) for every column col of row r: (N, W, 4h)."""
         N, _, W1, n = self.h_grid.shape
         above = self.h_grid[:, r, 1:].reshape(N * (W1 - 1), n)             # a 2-d product
         self.from_above = self.xp.dot(above, self.k_above).reshape(N, W1 - 1, -1)
+        if self.bias is not None:
+            self.from_above += self.bias[:, r]
 
     def at(self, x, r, col):
         """The state h (N, h) at (r, col) for the input x (N, 2h) there; (r, col-1) done."""
@@ -75,14 +85,17 @@ class DiagonalPixels:
     shifted down: row r needs that pass's states of row r-1, which see only rows
     <= r-1, all final when row r starts; so ``begin_row(r)`` runs that direction
     along row r-1, right to left (DirectionPixels on the mirrored row), from its
-    states of row r-2. The layer input x_grid (N, H, W, 2h) is kept, channels last."""
+    states of row r-2. The layer input x_grid (N, H, W, 2h) is kept, channels last.
+    cond: the conditioning map (N, H, W, c), channels last, or None; the right-to-left
+    pass reads it mirrored, as the layer's forward does."""
 
-    def __init__(self, layer, N, H, W):
+    def __init__(self, layer, N, H, W, cond=None):
         w = layer.output.weight                                        # (2h, h, 1, 1)
         xp, dtype, n = w.xp, w.dtype, w.shape[1]
         self.xp, self.W = xp, W
-        self.l2r = DirectionPixels(layer.left_to_right, N, H, W)
-        self.r2l = DirectionPixels(layer.right_to_left, N, H, W)      # on the mirrored image
+        self.l2r = DirectionPixels(layer.left_to_right, N, H, W, cond)
+        self.r2l = DirectionPixels(layer.right_to_left, N, H, W,      # on the mirrored image
+                                   None if cond is None else cond[:, :, ::-1])
         self.out = layer.output.at_pixel()
         self.x_grid = xp.zeros((N, H, W, 2 * n), dtype=dtype)
         self.r2l_above = xp.zeros((N, W, n), dtype=dtype)              # shifted r2l, row r

@@ -4,6 +4,7 @@ pixel, and the (leaky) ReLU on raw arrays.
 Tested equal to the block's forward pass at every pixel
 (reference_tests/test_per_pixel_twins.py).
 """
+from .conv import condition_bias
 
 
 def rectify(a, slope, xp, out=None):
@@ -18,15 +19,18 @@ class PixelCNNPixels:
 
     Its 3 x 3 conv reads the grid y_grid = relu(reduce(relu x)) (N, H + 2p, W + 2p, h),
     channels last, at pixels drawn so far; each step writes y_grid at (r, col), then
-    reads the window there."""
+    reads the window there. In a conditional network (the Multi-Scale model) the block's
+    bias V (*) cond is computed once, at every pixel, from cond (N, H, W, c), channels
+    last, and added to the 3 x 3 conv's output at (r, col), as the forward adds it."""
 
-    def __init__(self, block, N, H, W):
+    def __init__(self, block, N, H, W, cond=None):
         p = block.conv.padding[0]
         h = block.conv.weight.shape[1]
         self.xp, self.p, self.slope = block.conv.weight.xp, p, block.relu_slope
         self.y_grid = self.xp.zeros((N, H + 2 * p, W + 2 * p, h), dtype=block.conv.weight.dtype)
         self.reduce, self.expand = block.reduce.at_pixel(), block.expand.at_pixel()
         self.conv = block.conv.at_pixel(self.y_grid)
+        self.bias = condition_bias(block, cond)                          # V (*) cond
 
     def begin_row(self, r):
         self.conv.begin_row(r)
@@ -37,4 +41,6 @@ class PixelCNNPixels:
         rectify(self.reduce.vec(rectify(x, slope, xp)), slope, xp,
                 out=self.y_grid[:, r + p, col + p])
         y = self.conv.at(r, col)
+        if self.bias is not None:
+            y += self.bias[:, r, col]
         return xp.add(x, self.expand.vec(rectify(y, slope, xp, out=y)), out=out)
