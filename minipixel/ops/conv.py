@@ -116,6 +116,23 @@ def tap_weights_grad(dw_flat, m_taps, taps, shape):
     return dw
 
 
+def conv_inputs(op, x, w, b, in_axis):
+    """The tensors of a conv op, checked: x (N, C, H, W), a 4-d w whose axis `in_axis`
+    is C (conv2d's w (OC, C, KH, KW): 1; conv_transpose2d's (C, OC, KH, KW): 0), and a
+    bias with one entry per output channel or None."""
+    tensors = (x, w) if b is None else (x, w, b)
+    check_same(*tensors, op=op)
+    layout = "(OC, C, KH, KW)" if in_axis == 1 else "(C, OC, KH, KW)"
+    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[in_axis]:
+        raise ValueError(f"{op}: expected x (N, C, H, W) and w {layout} with equal C, "
+                         f"got x {x.shape} and w {w.shape}")
+    OC = w.shape[1 - in_axis]
+    if b is not None and b.shape != (OC,):
+        raise ValueError(f"{op}: bias must have shape ({OC},), one per output "
+                         f"channel, got {b.shape}")
+    return tensors
+
+
 def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     """Cross-correlation of x (N, C, H, W) with w (OC, C, KH, KW) -> (N, OC, OH, OW).
 
@@ -123,14 +140,7 @@ def conv2d(x, w, b=None, padding=0, mask=None, taps=None):
     never changed); taps: the kept (i, j) positions if already known (derived
     from the mask otherwise). b: optional bias (OC,).
     """
-    tensors = (x, w) if b is None else (x, w, b)
-    check_same(*tensors, op="conv2d")
-    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"conv2d: expected x (N, C, H, W) and w (OC, C, KH, KW) with equal C, "
-                         f"got x {x.shape} and w {w.shape}")
-    if b is not None and b.shape != (w.shape[0],):
-        raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), one per output "
-                         f"channel, got {b.shape}")
+    tensors = conv_inputs("conv2d", x, w, b, in_axis=1)
     if mask is not None and tuple(mask.shape) != w.shape:
         raise ValueError(f"conv2d: mask must have the shape of w {w.shape}, got {tuple(mask.shape)}")
     xp = x.xp

@@ -24,19 +24,13 @@ runs the two products back: dx = w_mat @ dcols, dw = x_flat @ dcols^T.
 It is the adjoint of conv2d with the same weight, stride and padding:
 <conv2d(u, w), v> = <u, conv_transpose2d(v, w)> (tested, strided against a loop).
 """
-from ..tensor import check_same, record
+from ..tensor import record
+from .conv import conv_inputs
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0):
     """x (N, C, H, W), w (C, OC, KH, KW), b (OC,) or None  ->  (N, OC, OH, OW)."""
-    tensors = (x, w) if b is None else (x, w, b)
-    check_same(*tensors, op="conv_transpose2d")
-    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[0]:
-        raise ValueError(f"conv_transpose2d: expected x (N, C, H, W) and w (C, OC, KH, KW) "
-                         f"with equal C, got x {x.shape} and w {w.shape}")
-    if b is not None and b.shape != (w.shape[1],):
-        raise ValueError(f"conv_transpose2d: bias must have shape ({w.shape[1]},), one per "
-                         f"output channel, got {b.shape}")
+    tensors = conv_inputs("conv_transpose2d", x, w, b, in_axis=0)
     s, p = int(stride), int(padding)
     if s < 1 or p < 0:
         raise ValueError(f"conv_transpose2d: stride >= 1 and padding >= 0 expected, "
