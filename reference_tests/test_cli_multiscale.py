@@ -115,3 +115,29 @@ def test_upscale_help(capsys):
         main(["upscale", "--help"])
     assert e.value.code == 0
     assert "usage: minipixel upscale" in capsys.readouterr().out
+
+
+def test_train_multiscale_takes_its_kind_factor_and_maps(tmp_path, capsys):
+    from minipixel.checkpoint import load_checkpoint
+    out = tmp_path / "pixelcnn-pair"
+    assert main(["train", "multiscale", "--kind", "pixelcnn", "--factor", "3",
+                 "--condition-maps", "2", *TINY, "--samples", "0", "--out", str(out)]) == 0
+    config = load_checkpoint(str(out / "checkpoint.npz")).config
+    assert (config["kind"], config["factor"], config["condition_maps"]) == ("pixelcnn", 3, 2)
+    assert "multiscale (pixelcnn pair, factor 3, 2 conditioning maps)" in capsys.readouterr().out
+
+
+def test_train_multiscale_alone_builds_a_diagonal_pair(tmp_path, capsys):
+    assert main(["train", "multiscale", *TINY, "--samples", "0", "--max-steps", "1",
+                 "--out", str(tmp_path / "pair")]) == 0
+    assert "multiscale (diagonal pair, factor 2, 16 conditioning maps)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["rowlstm", "--factor", "2"], "--factor set(s) a multiscale model, not rowlstm"),
+    (["multiscale", "--factor", "1"], "factor must be a whole number >= 2"),
+])
+def test_train_refuses_multiscale_flags_that_do_not_fit(tmp_path, capsys, args, expected):
+    assert main(["train", *args, *TINY, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err

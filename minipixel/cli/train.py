@@ -44,7 +44,8 @@ MAIN_OUT = os.path.join("runs", "main")
 MAX_MODEL_BYTES = 1 << 30       # refuse models whose weights alone would take more than 1 GiB
 
 # Flags that describe the run itself; with --resume they come from the checkpoint.
-RUN_FLAGS = ("model", "preset", "h", "layers", "out_hidden", "dataset", "mnist_dir", "cifar_dir",
+RUN_FLAGS = ("model", "preset", "h", "layers", "out_hidden", "kind", "factor", "condition_maps",
+             "dataset", "mnist_dir", "cifar_dir",
              "binarized_mnist_dir", "crop", "n_train", "n_test", "batch_size", "optimizer", "lr",
              "clip", "seed", "dtype")
 
@@ -74,6 +75,13 @@ def add_parser(sub):
                    help=f"number of LSTM layers / residual blocks (default {MAIN_JOB['layers']})")
     m.add_argument("--out-hidden", type=POSITIVE, default=None,
                    help=f"maps of the output 1x1 convs (default {MAIN_JOB['out_hidden']})")
+    m.add_argument("--kind", choices=("pixelcnn", "rowlstm", "diagonal"), default=None,
+                   help="multiscale: the kind of its small and conditional networks "
+                        "(default diagonal)")
+    m.add_argument("--factor", type=POSITIVE, default=None,
+                   help="multiscale: the small image is every factor-th pixel (default 2)")
+    m.add_argument("--condition-maps", type=POSITIVE, default=None,
+                   help="multiscale: maps of the upsampled small image (default 16)")
     m.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="parameter and compute precision (default float32)")
     g = add_dataset(p, default_help="binary, or what --preset implies")
@@ -134,6 +142,14 @@ def _model_settings(args):
     for key in ("h", "layers", "out_hidden"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
+    multiscale = {k: getattr(args, k) for k in ("kind", "factor", "condition_maps")
+                  if getattr(args, k) is not None}
+    if multiscale and config["model"] != "multiscale":
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in multiscale)
+        raise CLIError(f"{flags} set(s) a multiscale model, not {config['model']}; "
+                       f"use: minipixel train multiscale {flags} ...")
+    if config["model"] == "multiscale":
+        config = {"kind": "diagonal", "factor": 2, "condition_maps": 16, **config, **multiscale}
     return config
 
 
