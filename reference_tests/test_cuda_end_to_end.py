@@ -126,6 +126,7 @@ DEMOS = {
     "rgb_digits.py": ["--model", "diagonal", "--crop", "4", "--epochs", "1", "--n-train", "16",
                       "--out", "{tmp}/rgb"],
     "bench_conv.py": ["--reps", "1", "--warmup", "0"],
+    "bench_conditioning.py": ["--reps", "1"],
 }
 
 
