@@ -35,8 +35,6 @@ Each `make_*` returns a torch.nn.Module for `minipixel audit FILE.py:make --kwar
 '{"name": ...}'`; CASES gives the audit options each needs and its expected verdict.
 """
 import argparse
-import copy
-import math
 import os
 import sys
 import time

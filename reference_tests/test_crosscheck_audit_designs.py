@@ -335,7 +335,7 @@ def test_a_pass_with_low_coverage_says_so_in_the_verdict_line():
         ok = audit(full_context, 3, 4, H=3, W=4, bases=1, **kw)
         assert ok.total_coverage == 1.0 and ok.low_coverage is None
         assert ok.format().splitlines()[-1] == \
-            "result: PASS coverage 100.0% of the causal context"
+            "result: PASS; coverage 100.0% of the causal context"
 
 
 def test_every_leak_pattern_prints_its_usual_cause():

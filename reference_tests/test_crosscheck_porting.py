@@ -4,9 +4,6 @@ place, the colour groups of a masked conv over concatenated skips.
 
 Needs PyTorch (CPU):  pip install torch==2.13.0  (the [crosscheck] extra).
 """
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -23,8 +20,11 @@ from minipixel.crosscheck.audit import audit  # noqa: E402
 from minipixel.crosscheck.reference import check_arrays  # noqa: E402
 from minipixel.layers.masks import channel_groups  # noqa: E402
 
-DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "demos",
-                    "outside_models.py")
+from demo_module import load_demo  # noqa: E402
+
+@pytest.fixture(scope="module")
+def om():
+    return load_demo("outside_models")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,7 @@ def test_folding_the_scaling_into_the_first_conv_breaks_at_the_border_only(ref):
     assert np.allclose(folded - want, -outside.numpy(), atol=1e-12)
 
 
-def test_masks_applied_in_place_need_masked_gradients(ref, tmp_path):
-    spec = importlib.util.spec_from_file_location("outside_models", DEMO)
-    om = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(om)
+def test_masks_applied_in_place_need_masked_gradients(ref, om):
     images = torch.from_numpy(ref["images"])
 
     def first_weight_grad(in_place, hook):
@@ -109,7 +106,7 @@ def test_masks_applied_in_place_need_masked_gradients(ref, tmp_path):
     assert np.allclose(first_weight_grad(True, True), want, atol=1e-12)
 
 
-def test_the_skip_conv_groups_each_layer_on_its_own(ref):
+def test_the_skip_conv_groups_each_layer_on_its_own(ref, om):
     h2, L = 6, 2
     tiled = np.tile(channel_groups(h2, 3), L)
     assert tiled.tolist() == [0, 0, 1, 1, 2, 2] * 2
@@ -120,9 +117,6 @@ def test_the_skip_conv_groups_each_layer_on_its_own(ref):
     # groups R and G
     block = np.arange(L * h2) * 3 // (L * h2)
     assert block[2:6].tolist() == [0, 0, 1, 1] and tiled[2:6].tolist() == [1, 1, 2, 2]
-    spec = importlib.util.spec_from_file_location("outside_models", DEMO)
-    om = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(om)
     model = om.make_docs_pixelcnn(ref=ref)
     model.mask_skip_weight = torch.from_numpy(
         (block[None] <= out_groups[:, None]).astype(np.float64)[:, :, None, None])

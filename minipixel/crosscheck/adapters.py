@@ -204,13 +204,15 @@ def torch_fn(module, float64=True, inputs="signed", probe=None):
         x = torch.from_numpy(np.ascontiguousarray(images))
         dtype, device = _torch_dtype(module)
         x = x.to(device=device, dtype=dtype if x.is_floating_point() else None)
+        if relus is not None:
+            relus.calls = 0
         with torch.no_grad(), (relus.active() if relus else contextlib.nullcontext()):
             out = to_array(module(x))
         if relus is not None:
             fn.probe_note = (f"a copy of the module with leaky ReLUs (slope {PROBE_SLOPE:g}): "
                              f"{swapped} nn.ReLU module(s) swapped, {relus.calls} functional "
-                             f"relu call(s) made leaky so far; clamp(min=0), ReLU6, hardtanh "
-                             f"and hand-written maximums are left as they are")
+                             f"relu call(s) per forward made leaky; clamp(min=0), ReLU6, "
+                             f"hardtanh and hand-written maximums are left as they are")
         return out
 
     def fn(images):

@@ -14,9 +14,11 @@ and bases, and it is kept for every pair.
 Inputs (`inputs`): what fn is given for images of values v in 0..V-1,
 
     int      int64 v                          (plain functions, minipixel models)
-    unit     float64 v / (V - 1), in [0, 1]    (torchvision's ToTensor)
-    signed   float64 v * 2 / (V - 1) - 1       (minipixel's scaling, PixelCNN++; the
+    unit     float v / (V - 1), in [0, 1]      (torchvision's ToTensor)
+    signed   float v * 2 / (V - 1) - 1         (minipixel's scaling, PixelCNN++; the
              in [-1, 1]                         default of adapters.torch_fn)
+
+(float64 arrays; adapters.torch_fn hands them to a module in its own dtype)
 
 by default fn.inputs, else int; input_layout="nhwc" hands fn (N, H, W, C) instead.
 When fn raises, the message says what it was given and, where the error looks like
@@ -101,9 +103,9 @@ DEFAULT_BATCH = 4                 # images per call in the isolated design
 MAX_SHARED_BATCH = 24             # images per call of the per-image design, by default
 MIN_SHARED_BATCH = 5              # base, a random image, a perturbed copy, another, base
 DESIGNS = ("auto", "isolated", "per-image")
-INPUTS = {"int": "int64 values 0..V-1",
-          "unit": "float64 values v/(V-1) in [0, 1]",
-          "signed": "float64 values v*2/(V-1) - 1 in [-1, 1]"}
+INPUTS = {"int": "integers v (int64)",
+          "unit": "floats v/(V-1) in [0, 1]",
+          "signed": "floats v*2/(V-1) - 1 in [-1, 1]"}
 INPUT_LAYOUTS = ("nchw", "nhwc")
 
 

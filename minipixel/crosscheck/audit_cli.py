@@ -57,16 +57,17 @@ beside 3 fixed companions: catches batch statistics as leaks within the image).
 --design isolated and --design per-image pick one. Calls grow with C*H*W*bases.
 bases (default 8): a dependency is found when some base image moves it; paths behind
 dead ReLUs hide on one image. Coverage of the causal context reached by random-init
-minipixel models (12x12 grey, plain ReLUs, float64), against the paper's field:
+minipixel models (12x12 grey, 256 levels, plain ReLUs, float64, out_hidden 8), against
+the paper's field:
   bases                       1      2      4      8      16     paper's field
-  PixelCNN, 8 layers, h=1     60.1%  63.0%  66.8%  69.2%  70.8%  89.2%
-  PixelCNN, 8 layers, h=2     82.5%  84.3%  85.5%  86.3%  86.6%  89.2%
+  PixelCNN, 8 layers, h=1     56.3%  59.8%  62.7%  65.7%  67.5%  89.2%
+  PixelCNN, 8 layers, h=2     82.5%  83.4%  84.5%  85.5%  86.2%  89.2%
   PixelCNN, 8 layers, h=8     89.2%  89.2%  89.2%  89.2%  89.2%  89.2%
   Row LSTM, 4 layers, h=1,2,8 87.0% at any number of bases        87.0%
-  8 bases come within 0.3 points of 16 from h=2 up (a 1-unit PixelCNN never settles:
+  8 bases come within 0.7 points of 16 from h=2 up (a 1-unit PixelCNN never settles:
   its dead ReLUs need --probe leaky). In float32 at the default threshold the same
-  PixelCNN (h=8) shows 60-65% at any number of bases: the faint changes are counted in
-  the report; use float64 or --tol 0.
+  PixelCNN (h=8) shows 55-62% from 1 to 16 bases: the faint changes are counted in the
+  report; use float64 or --tol 0.
 --probe leaky audits a copy with leaky ReLUs (nn.ReLU modules and functional relu
 calls): every wire carries a change, so one base gives the structure, but it is the
 copy's coverage, not the trained model's; --probe both audits the model and the copy

@@ -467,7 +467,8 @@ class AuditReport:
                             f"relative): rerun with --tol 0 or in float64 to tell rounding "
                             f"from a small leak;")
             low = self.low_coverage
-            verdict += f" coverage {100 * self.total_coverage:.1f}% of the causal context"
+            verdict += f"{'' if faint_out else ';'} coverage {100 * self.total_coverage:.1f}% " \
+                       f"of the causal context"
             if low:
                 advice = self.coverage_advice()
                 verdict += f", LOW ({low})" + (f": {advice}" if advice else "")
