@@ -14,7 +14,8 @@ Progress (calls done, time left) goes to stderr once an audit takes more than a 
 seconds: redrawn in place on a terminal, a line every 15 s otherwise.
 
 Exit status: 0 pass, 1 leaks or batch coupling found (or coverage under --min-coverage,
-or no output moved with any input: nothing was tested),
+or no output moved with any input: nothing was tested, or the probe copy of --probe both
+leaks),
 2 bad usage or input (a bad target, bad logits, a nondeterministic function),
 3 the audited code raised (its traceback is shown).
 """
@@ -37,16 +38,19 @@ from .fields import DEFAULT_KERNELS, KINDS, needs_layers
 
 COST = """\
 cost: 8 bases, 8x8, float64, one torch thread, on this project's 2-core CPU shared with
-other jobs (load ~5: wall times wander, the audit's CPU time is steadier);
-python demos/outside_models.py --speed measures it again, the old default (isolated)
-against the new one (auto) in one run, with their verdicts:
-  PixelCNN++ stand-in, RGB      isolated  1569 calls, 6276 images, 101 s CPU (112 s wall)
-                                auto        81 calls, 1944 images,  30 s CPU (44 s wall)
-  BatchNorm PixelCNN, grey      isolated   545 calls, 2180 images, 6.1 s
-                                auto        33 calls,  660 images, 2.0 s
-  the same, --native-dtype      isolated  1.4 s, coverage 70.8% (float64: 96.2%)
-  (float32)                     auto      0.3 s, coverage 71.3%
-  Same verdicts, leaks and maps in float64; in float32 the maps differ on faint pairs.
+other jobs (load 4-5: wall times wander, the audit's CPU time is steadier); two runs of
+python demos/outside_models.py --speed, the old default (isolated) against the new one
+(auto) in one run each, with their verdicts:
+                                        calls  images   CPU s (wall s), run 1 / run 2
+  PixelCNN++ stand-in, RGB   isolated    1569    6276   101 (112) / 136 (142)
+                             auto          81    1944    30  (44) /  34  (35)
+  BatchNorm PixelCNN, grey   isolated     545    2180   6.1 (6.3) / 7.6 (7.9)
+                             auto          33     660   2.0 (2.0) / 2.2 (2.2)
+  the same in float32        isolated     545    2180   1.4 / 1.4, coverage 70.8%
+  (--native-dtype)           auto          33     660   0.3 / 0.3, coverage 71.3%
+  auto: 3.4x and 4.0x less CPU time on PixelCNN++, 3.1x and 3.5x on the BatchNorm
+  PixelCNN; the same verdicts, leaks and maps in float64 (in float32 the maps differ on
+  21 faint pairs at the threshold, the verdict and leaks are the same).
 """
 COST += """\
 designs: auto (default) shares calls between perturbed copies of an image (20 of them
@@ -263,8 +267,8 @@ def build_parser():
     ap = OneLineParser(
         prog="minipixel audit", formatter_class=RawDescriptionHelpFormatter,
         description="Black-box causality audit of an images -> logits function: every leak "
-                    "(with its size), batch coupling, coverage of the causal context, and the "
-                    "difference from the paper's receptive fields (--expect).\n\n"
+                    "(with its size and usual cause), batch coupling, coverage of the causal "
+                    "context, and the difference from an expected field (--expect).\n\n"
                     + __doc__.split("\n", 2)[2],
         epilog=COST)
     ap.add_argument("target", help="MODULE:FACTORY, FILE.py:FACTORY or CHECKPOINT.npz")

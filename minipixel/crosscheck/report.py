@@ -520,7 +520,7 @@ class AuditReport:
             return [f"POSITION IN THE CALL: {moved}, more than rounding explains "
                     f"({self.rounding:.3g}); the per-image design takes this as its noise "
                     f"floor and would not see a leak under 4 times it: audit in the "
-                    f"isolated design (the default)"]
+                    f"isolated design (--design isolated; the default, auto, does so itself)"]
         if self.design == "per-image" and not size:
             return ["position in the call: the base's copies in each call agree exactly (no "
                     "noise floor)"]
@@ -607,14 +607,9 @@ class AuditReport:
                     "leaks": [[list(o), list(i), v] for o, i, v in self.probe.largest_leaks]}}
 
     # ---- the map -------------------------------------------------------------------
-    def map_image(self, cell=3):
-        """RGB uint8 map, labelled, legend below: one tile per output sub-pixel, output
-        rows (and colours within a row) down and output columns across, each labelled
-        (r0 .. and R, G, B at the left, c0 .. on top). A tile shows the H x W input
-        image, each pixel C cells wide (its colours left to right), in the colours of
-        figures.FIELD_COLOURS (the receptive-field figure's)."""
-        from ..figures import FIELD_COLOURS, LEGEND_BG, field_codes, with_legend
-        from ..font import draw_text, text_size
+    def _map_grid(self, cell):
+        """The map's tiles, unlabelled: (H*C) x W tiles of H x (W*C) cells, 1-pixel frames."""
+        from ..figures import FIELD_COLOURS, field_codes
         C, H, W = self.shape
         palette = np.array([FIELD_COLOURS[name] for name in FIELD_COLOURS], np.uint8)
         th, tw = H * cell, W * C * cell
@@ -631,11 +626,33 @@ class AuditReport:
                     tile = tile.reshape(H, W * C, 3).repeat(cell, 0).repeat(cell, 1)
                     y, x = 1 + (r * C + k) * (th + 1), 1 + c * (tw + 1)
                     grid[y:y + th, x:x + tw] = tile
-        row_label = (lambda r, k: f"r{r}" + (f" {colour_name(k, C)}" if C > 1 else ""))
+        return grid
+
+    def _row_label(self, r, k):
+        C = self.shape[0]
+        return f"r{r}" + (f" {colour_name(k, C)}" if C > 1 else "")
+
+    def _map_margins(self):
+        """(top, left): the rows of the caption and column labels, the columns of the row
+        labels, before the grid of map_image."""
+        from ..font import text_size
+        C, H = self.shape[:2]
+        return 2 * (text_size("Ag")[0] + 4), text_size(self._row_label(H - 1, C - 1))[1] + 6
+
+    def map_image(self, cell=3):
+        """RGB uint8 map, labelled, legend below: one tile per output sub-pixel, output
+        rows (and colours within a row) down and output columns across, each labelled
+        (r0 .. and R, G, B at the left, c0 .. on top). A tile shows the H x W input
+        image, each pixel C cells wide (its colours left to right), in the colours of
+        figures.FIELD_COLOURS (the receptive-field figure's)."""
+        from ..figures import LEGEND_BG, with_legend
+        from ..font import draw_text, text_size
+        C, H, W = self.shape
+        th, tw = H * cell, W * C * cell
+        grid = self._map_grid(cell)
         caption = "output row r (down), column c (across); a tile: that output's inputs"
         text_h = text_size("Ag")[0]
-        left = max(text_size(row_label(H - 1, C - 1))[1], 0) + 6
-        top = 2 * (text_h + 4)
+        top, left = self._map_margins()
         img = np.full((grid.shape[0] + top, max(grid.shape[1] + left,
                                                 text_size(caption)[1] + 4), 3),
                       LEGEND_BG, np.uint8)
@@ -648,16 +665,13 @@ class AuditReport:
         for r in range(H):
             for k in range(C):
                 y = top + 1 + (r * C + k) * (th + 1) + max((th - text_h) // 2, 0)
-                draw_text(img, row_label(r, k), 2, y, LABEL_INK)
+                draw_text(img, self._row_label(r, k), 2, y, LABEL_INK)
         return with_legend(img)
 
     def map_origin(self):
-        """(row, column) of the first tile's top-left cell in map_image (the labels' margins)."""
-        from ..font import text_size
-        C, H = self.shape[:2]
-        text_h = text_size("Ag")[0]
-        label = f"r{H - 1}" + (f" {colour_name(C - 1, C)}" if C > 1 else "")
-        return 2 * (text_h + 4) + 1, text_size(label)[1] + 6 + 1
+        """(row, column) of the first tile's top-left cell in map_image."""
+        top, left = self._map_margins()
+        return top + 1, left + 1
 
     def write_png(self, path, cell=3):
         from ..png import write_png          # the project's dependency-free PNG writer
