@@ -19,8 +19,11 @@ would:
   rowlstm-left-pad    state-to-state padded on the left only: no leak, but the field
                       leans left; --expect rowlstm names the missing pixels
 
-The models take int64 images (N, C, H, W) and compute in the dtype of their
-parameters, so the audit can run them in float64 (module.double()).
+The models take float images (N, C, H, W) in [-1, 1], what the audit gives a torch
+module by default (--input signed; --input unit gives v/(V-1), --input int the integer
+values), and compute in the dtype of their parameters, so the audit can run them in
+float64 (module.double()). demos/outside_models.py has stand-ins of bigger outside
+models (gated PixelCNNs, PixelCNN++, a BatchNorm tutorial PixelCNN).
 """
 import argparse
 import os
@@ -59,15 +62,16 @@ class MaskedConv(nn.Conv2d):
 
 
 class Head(nn.Module):
-    """Scale the images, and turn features into logits (N, levels, C, H, W)."""
+    """Take the images in the model's dtype, and turn features into logits
+    (N, levels, C, H, W)."""
 
     def __init__(self, colours, levels, maps):
         super().__init__()
         self.channels, self.levels = colours, levels
         self.out = MaskedConv("B", maps, colours * levels, 1, 1, colours)
 
-    def scale(self, images):
-        return images.to(self.out.weight.dtype) * (2 / (self.levels - 1)) - 1
+    def scale(self, images):                          # floats in [-1, 1] already
+        return images.to(self.out.weight.dtype)
 
     def forward(self, x):
         z = self.out(F.leaky_relu(x, 0.1))            # (N, C * levels, H, W), colour-major
@@ -86,7 +90,7 @@ class TinyPixelCNN(nn.Module):
         self.norms = nn.ModuleList((nn.BatchNorm2d(maps) if batchnorm else nn.Identity())
                                    for _ in range(layers))
 
-    def forward(self, images):                        # (N, C, H, W) integers
+    def forward(self, images):                        # (N, C, H, W) floats in [-1, 1]
         x = self.first(self.head.scale(images))
         for conv, norm in zip(self.hidden, self.norms):
             x = x + norm(conv(F.leaky_relu(x, 0.1)))
@@ -130,7 +134,7 @@ def build(name, colours=1, levels=4):
                          batchnorm=name.startswith("batchnorm"))
     if name == "batchnorm-eval":
         with torch.no_grad():                          # running statistics from one batch
-            model(torch.randint(0, levels, (16, colours, 8, 8)))
+            model(torch.rand(16, colours, 8, 8) * 2 - 1)
         model.eval()
     return model
 

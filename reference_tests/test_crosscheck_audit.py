@@ -13,11 +13,12 @@ import pytest
 from minipixel.causality import PROBE_SLOPE, dependency_map
 from minipixel.crosscheck.adapters import model_fn, tiny
 from minipixel.crosscheck.audit import (DEFAULT_BATCH, AuditError, FunctionRaised,
-                                        NondeterministicError, audit)
+                                        NondeterministicError, audit, shared_batch)
 from minipixel.crosscheck.audit_cli import audit_main
 from minipixel.layers.conv import MaskedConv2d
 from minipixel.models import build
 from minipixel.ops.conv import kept_taps
+from minipixel.crosscheck.report import LABEL_INK
 from minipixel.figures import FIELD_COLOURS
 from minipixel.png import read_png
 
@@ -65,14 +66,22 @@ def test_hand_made_leaks_found_exactly_with_sizes():
 
 def test_designs_agree_for_a_per_image_function_and_count_their_calls():
     P = 3 * 5 * 4
-    iso = audit(causal_rgb, 3, 4, H=5, W=4, bases=2)
+    iso = audit(causal_rgb, 3, 4, H=5, W=4, bases=2, design="isolated")
     # per base: the base, P perturbed copies, 3 coupling calls; once: the base again
     assert iso.calls == 2 * (1 + P + 3) + 1 and iso.images == 4 * iso.calls
     fast = audit(lambda im: causal_rgb(im)[:, None].repeat(3, axis=1), 3, 4, H=5, W=4,
                  bases=2, batch=9, per_image=True)
-    assert fast.calls == 2 * (1 + P // 7 + 1 + 3) + 1 and fast.design == "per-image"
+    # per base: ceil(P / (9 - 4)) calls of 9 (base, a random image, 5 copies, another, base)
+    assert fast.calls == 2 * 12 + 1 and fast.design == "per-image" and fast.batch == 9
+    assert fast.images == 9 * fast.calls
     assert np.array_equal(iso.dep, fast.dep) and np.array_equal(iso.change, fast.change)
     assert iso.coupling.max() == 0 and fast.coupling.max() == 0
+    # the default (auto) keeps the per-image calls for a per-image function: three calls
+    # of shared_batch(P) = 24 images per base, one more for the determinism check
+    auto = audit(causal_rgb, 3, 4, H=5, W=4, bases=2)
+    assert auto.design == "per-image" and auto.batch == shared_batch(P) == 24
+    assert auto.calls == 2 * 3 + 1 and auto.images == 24 * auto.calls
+    assert np.array_equal(auto.change, iso.change) and "auto: " in auto.format()
 
 
 def batch_norm(images, eps=1e-5):
@@ -125,7 +134,8 @@ def test_a_leak_of_1e_4_relative_size_is_flagged(dtype):
         return out.astype(dtype)
     report = audit(fn, 3, 4, H=6, W=6, bases=1)
     assert report.leaks == [((0, 2, 2), (0, 4, 1))]
-    assert 1e-4 / 4 < report.largest_leaks[0][2] <= 1.01e-4      # 1e-4 times the change / 3
+    # 1e-4 * scale times the change / 3, relative to the base's own max |logit|
+    assert 1e-4 / 4 < report.largest_leaks[0][2] <= 1.01e-4 * scale / report.scale
     size = report.largest_leaks[0][2]
     assert f"{size:9.3g}  output (row 2, column 2, colour R)" in report.format()
 
@@ -291,15 +301,26 @@ def test_png_map_has_the_shared_palette_and_a_legend(tmp_path):
     report.write_png(tmp_path / "map.png")
     img = read_png(tmp_path / "map.png")
     assert np.array_equal(img, report.map_image())
-    tiles_h = (4 * 3 + 1) * 4 * 3 + 1
-    assert img.shape[0] > tiles_h + 40 and img.shape[1] >= (5 * 3 * 3 + 1) * 5 + 1
-    tiles, key = img[:tiles_h], img[tiles_h:]
+    tiles_h, tiles_w = (4 * 3 + 1) * 4 * 3 + 1, (5 * 3 * 3 + 1) * 5 + 1
+    y, x = report.map_origin()                 # the labels' margins: rows left, columns top
+    assert y > 10 and x > 10
+    assert img.shape[0] > y + tiles_h + 40 and img.shape[1] >= x + tiles_w
+    tiles, key = img[y - 1:y - 1 + tiles_h, x - 1:x - 1 + tiles_w], img[y - 1 + tiles_h:]
+    assert np.all(tiles[0] == 140) and np.all(tiles[:, 0] == 140)     # the grid's frame
     leak = np.all(tiles == FIELD_COLOURS["leak"], axis=-1)
     assert leak.sum() == 9                     # one 3x3 cell: G (3, 3) <- B (3, 3)
     for name, colour in FIELD_COLOURS.items():  # the legend shows every colour
         assert np.all(key == colour, axis=-1).sum() >= 25, name
     clean = audit(lambda im: causal_rgb(im, False), 3, 4, H=4, W=5, bases=1).map_image()
-    assert not np.all(clean[:tiles_h] == FIELD_COLOURS["leak"], axis=-1).any()
+    assert not np.all(clean[:y - 1 + tiles_h] == FIELD_COLOURS["leak"], axis=-1).any()
+    # the labels: r0 R .. r3 B down the left margin, c0 .. c4 along the top, in ink that
+    # is not the leaks' black
+    margin = img[y:y - 1 + tiles_h, :x - 2]
+    ink = np.all(margin == LABEL_INK, axis=-1)
+    assert ink.any() and not np.all(margin == FIELD_COLOURS["leak"], axis=-1).any()
+    rows_with_ink = np.flatnonzero(ink.any(axis=1))
+    assert rows_with_ink.min() < 13 and rows_with_ink.max() > tiles_h - 13   # 12 labels
+    assert np.all(img[:y - 2, x:x + tiles_w] == LABEL_INK, axis=-1).any()
 
 
 # ---- the command line: loading and exit codes ------------------------------------------
@@ -490,7 +511,12 @@ def test_coupling_to_companions_is_coupling_with_its_size(per_image):
 
 def test_audit_json_is_strict_json(factory_file, capsys):
     """--json printed Infinity (a leak whose size is infinite), which is not JSON."""
-    code = audit_main([factory_file, "--kwargs", '{"overflow": true}', *SMALL, "--json"])
+    # a seed whose base image holds 0 at (3, 3), so only perturbed copies overflow (the
+    # bases come from default_rng(seed), audit._generators)
+    seed = next(s for s in range(100)
+                if np.random.default_rng(s).integers(0, 2, size=(1, 1, 4, 4))[0, 0, 3, 3] == 0)
+    code = audit_main([factory_file, "--kwargs", '{"overflow": true}', *SMALL, "--json",
+                       "--seed", str(seed)])
     text = capsys.readouterr().out
     report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
     assert code == 1 and report["passed"] is False and report["leaks"]

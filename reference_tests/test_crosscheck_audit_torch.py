@@ -3,7 +3,6 @@ the paper's fields, the Row LSTM padding gap, the torch adapter and the command 
 
 Needs PyTorch (CPU):  pip install torch==2.13.0  (the [crosscheck] extra).
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -19,16 +18,14 @@ from minipixel.crosscheck.adapters import torch_fn  # noqa: E402
 from minipixel.crosscheck.audit import audit  # noqa: E402
 from minipixel.crosscheck.audit_cli import audit_main  # noqa: E402
 
-DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "demos",
-                    "audit_torch_model.py")
+from demo_module import DEMOS, load_demo  # noqa: E402
+
+DEMO = os.path.join(DEMOS, "audit_torch_model.py")
 
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("audit_torch_model", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_demo("audit_torch_model")
 
 
 def run(demo, name, **kw):

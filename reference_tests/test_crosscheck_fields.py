@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from minipixel.causality import context_map, dependency_map
-from minipixel.crosscheck.fields import (expected_field, pixelcnn_blind_spot, pixelcnn_field,
-                                         row_lstm_field)
+from minipixel.crosscheck.fields import (blind_spot, expected_field, field_name, maskb_field,
+                                         pixelcnn_blind_spot, pixelcnn_field, row_lstm_field,
+                                         stack_field)
 from minipixel.models import build
 
 from pixel_reference import (as_set, diagonal_model_missing, pixelcnn_model_field,
@@ -46,4 +47,47 @@ def test_expected_field_checks_its_arguments():
         expected_field("gan", 1, 4, 4, 1)
     with pytest.raises(ValueError, match="layers"):
         expected_field("rowlstm", 1, 4, 4, None)
+    with pytest.raises(ValueError, match="layers"):
+        expected_field("maskb", 1, 4, 4, None)
+    with pytest.raises(ValueError, match="odd"):
+        expected_field("maskb", 1, 4, 4, 2, (7, 4))
+    with pytest.raises(ValueError, match="kernels are for the maskb"):
+        expected_field("pixelcnn", 1, 4, 4, 2, (7, 3))
     assert expected_field("diagonal", 1, 4, 4).shape == (1, 4, 4, 1, 4, 4)
+
+
+@pytest.mark.parametrize("C, H, W", [(1, 8, 8), (3, 5, 7), (1, 3, 9), (3, 2, 2)])
+@pytest.mark.parametrize("L", [1, 2, 6])
+def test_the_maskb_stack_with_kernels_7_3_is_the_pixelcnn_formula(C, H, W, L):
+    """Two independent derivations: the closed form of the paper's PixelCNN, and the
+    propagation of every input's reach through 7x7 mask A and L 3x3 mask B on the grid."""
+    assert np.array_equal(maskb_field(C, H, W, L), pixelcnn_field(C, H, W, L))
+    assert np.array_equal(blind_spot("maskb", C, H, W), pixelcnn_blind_spot(C, H, W))
+
+
+def test_full_field_is_the_context_and_stack_fields_by_hand():
+    assert np.array_equal(expected_field("full", 3, 4, 5), context_map(3, 4, 5))
+    # one 3x3 mask A on a grey 4x4 image, then the head: the pixel to the left and the
+    # three above (inside the image)
+    f = stack_field(1, 4, 4, [("A", 3, 3)])[0]
+    for r in range(4):
+        for c in range(4):
+            want = {(r, c - 1)} | {(r - 1, c + d) for d in (-1, 0, 1)}
+            want = {(a, b) for a, b in want if 0 <= a < 4 and 0 <= b < 4}
+            assert {(int(a), int(b)) for _, a, b in np.argwhere(f[r, c])} == want
+    # RGB, mask A then mask B at 1x1: the colour order inside the pixel, nothing else
+    f = stack_field(3, 2, 2, [("A", 1, 1), ("B", 1, 1)])
+    assert np.array_equal(f[:, 1, 1, :, 1, 1], np.tril(np.ones((3, 3), bool), -1))
+    assert not f[:, 1, 1, :, 0].any() and not f[:, 1, 1, :, :, 0].any()
+    # two mask-A layers: G no longer sees its own R, B sees its R only
+    f = stack_field(3, 1, 1, [("A", 1, 1), ("A", 1, 1)])[:, 0, 0, :, 0, 0]
+    assert f.tolist() == [[False] * 3, [False] * 3, [True, False, False]]
+    with pytest.raises(ValueError, match="odd"):
+        stack_field(1, 3, 3, [("A", 2, 3)])
+
+
+def test_field_names():
+    assert field_name("pixelcnn", 2) == "the paper's pixelcnn (2 layers)"
+    assert field_name("maskb", 6, (7, 7)) == \
+        "a mask-B stack (7x7 mask A, then 6 7x7 mask-B layers)"
+    assert field_name("full").startswith("a full-context model")

@@ -147,3 +147,32 @@ def test_reference_main(tmp_path, capsys):
     ref = read_reference(out)
     assert ref.config["model"] == "diagonal" and ref["logits"].shape == (2, 4, 3, 4, 3)
     assert zipfile.is_zipfile(out)
+    line = capsys.readouterr().out.strip()
+    n = len(ref.arrays) + 1                                  # and the config
+    params = len(ref.group("param"))
+    assert line == (f"wrote {out}: diagonal, RGB, 4 levels (softmax), h=3, 1 layer(s), "
+                    f"out_hidden 8, parameter seed 0; 2 image(s) 4x3 (image seed 0); float64; "
+                    f"{n} arrays: the config, the images, {params} parameters, "
+                    f"{len(ref.group('mask'))} masks, {params} gradients, 5 layer outputs, "
+                    f"the logits and the NLL")
+    # layer/0, layer/1, hidden/1, skip, out_hidden
+    assert n == 2 + 2 * params + len(ref.group("mask")) + 5 + 2
+
+
+def test_reference_help_gives_every_default_and_meaning(capsys):
+    with pytest.raises(SystemExit) as e:
+        reference_main(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--channels", "1"), ("--levels", "2"), ("--h", "4"),
+                          ("--layers", "2"), ("--out-hidden", "8"), ("--seed", "0"),
+                          ("--image-seed", "0"), ("--batch", "2"), ("--height", "5"),
+                          ("--width", "6"), ("--dtype", "float64")):
+        part = text.split(f"{flag} ", 2)[-1].split(" --", 1)[0]
+        assert f"(default {default})" in part, (flag, part)
+    assert "which of minipixel's models (required)" in text
+    assert "gradient of every parameter" in text and "docs/porting.md" in text
+    assert "minipixel reference ref.npz --model diagonal" in text
+    with pytest.raises(SystemExit) as e:                      # one line, exit 2
+        reference_main(["x.npz", "--model", "gan"])
+    assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1

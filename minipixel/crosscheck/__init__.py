@@ -5,8 +5,10 @@
     audit.py       black-box causality audit of any images -> logits function (measuring)
     report.py      the audit's report: verdict, text, JSON, map
     audit_cli.py   the `minipixel audit` command: loading targets, exit codes
-    fields.py      the exact receptive fields of the paper's models, for audit --expect
-    adapters.py    logits layouts; minipixel models, torch modules, checkpoints as audit functions
+    fields.py      the exact fields of the model kinds (the paper's three, full-context,
+                   mask-B stacks), for audit --expect
+    adapters.py    logits layouts; minipixel models, torch modules (and their leaky probes),
+                   checkpoints as audit functions
     argtypes.py    checked command-line values, one-line errors
 
 Command-line entries (argv lists, return an exit code): compare.compare_main,

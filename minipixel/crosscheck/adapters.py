@@ -2,11 +2,23 @@
 
     to_array(out)                     NumPy from NumPy, PyTorch, CuPy, minipixel results
     as_logits(out, N, C, H, W, layout)   -> (N, V, C, H, W) float64 and the original dtype
-    model_fn(model)                   a minipixel model as images -> NumPy logits
-    torch_fn(module, float64=True)    a torch.nn.Module as images -> NumPy logits
+    model_fn(model, leaky=False)      a minipixel model as images -> NumPy logits
+    torch_fn(module, float64=True, inputs="signed", probe=None)
+                                      a torch.nn.Module as images -> NumPy logits
+    torch_probe(module)               a copy whose ReLUs are leaky (the probe below)
     checkpoint_fn(path)               a minipixel checkpoint's model, in float64
     tiny(model="diagonal")            a small float64 model's fn, for `minipixel audit`:
         minipixel audit minipixel.crosscheck.adapters:tiny --kwargs '{"model": "rowlstm"}'
+
+Probes: a dependency hidden behind a dead ReLU (one whose input is negative on every
+base image tried) looks like a missing wire. A probe runs a copy of the model with
+leaky ReLUs (slope causality.PROBE_SLOPE), so every wire carries a change and one
+base gives the exact structure. Trade-off: it audits the copy, not the model (its
+coverage is the wiring's, not what the trained model uses), and it only changes
+ReLUs: nn.ReLU modules, and F.relu / torch.relu / Tensor.relu (and their in-place
+forms) called during the forward; clamp(min=0), ReLU6, hardtanh or a hand-written
+maximum stay as they are. Several random bases OR-ed (--bases) audit the model
+itself, but a path dead on every base stays hidden and the cost grows with each.
 
 Layouts of the logits, for images (N, C, H, W) and V values per sub-pixel:
 
@@ -18,10 +30,13 @@ Layouts of the logits, for images (N, C, H, W) and V values per sub-pixel:
            (N, H, W, C, V)       V logits per sub-pixel
            (N, H, W, V)          V logits, one-colour images only
 """
+import contextlib
+import copy
+
 import numpy as np
 
 from ..backend import to_numpy
-from ..causality import probe_model
+from ..causality import PROBE_SLOPE, probe_model
 from ..models import build
 from ..tensor import no_grad
 
@@ -95,7 +110,11 @@ def model_fn(model, leaky=False):
         with no_grad():
             return to_numpy(net(np.asarray(images)).data)
     fn.channels, fn.levels, fn.model = model.channels, model.levels, model
+    fn.inputs = "int"
     fn.dtype_note = f"a minipixel model in {np.dtype(model.dtype).name}"
+    if leaky:
+        fn.probe_note = (f"a copy of the model with leaky ReLUs (slope {net.relu_slope:g}): "
+                         f"every wire carries a change")
     return fn
 
 
@@ -105,20 +124,96 @@ def is_torch_module(obj):
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-def torch_fn(module, float64=True):
-    """A torch.nn.Module (int64 images (N, C, H, W) as a tensor -> logits) as a NumPy function.
+def _torch_dtype(module):
+    import torch
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return torch.get_default_dtype(), torch.device("cpu")
 
-    The module keeps its mode (train or eval: a module audited in train mode is
-    audited as it trains). float64=True converts its parameters and buffers to
-    float64 (module.double()) at the first call; when the module then fails (e.g.
-    it casts its input with .float()), it goes back to float32 and fn.dtype_note
-    says why."""
+
+class _LeakyRelus:
+    """While active, F.relu, torch.relu, Tensor.relu and their in-place forms are leaky
+    ReLUs; counts the calls."""
+    NAMES = (("functional", "relu"), ("functional", "relu_"), ("torch", "relu"),
+             ("torch", "relu_"), ("Tensor", "relu"), ("Tensor", "relu_"))
+
+    def __init__(self, slope):
+        self.slope, self.calls = slope, 0
+
+    @contextlib.contextmanager
+    def active(self):
+        import torch
+        import torch.nn.functional as F
+        owners = {"functional": F, "torch": torch, "Tensor": torch.Tensor}
+        saved = [(owners[o], n, getattr(owners[o], n)) for o, n in self.NAMES]
+
+        def leaky(x, inplace=False):
+            self.calls += 1
+            return F.leaky_relu(x, self.slope, inplace=inplace)
+
+        def leaky_(x):
+            self.calls += 1
+            return F.leaky_relu(x, self.slope, inplace=True)
+        try:
+            for owner, name, _ in saved:
+                setattr(owner, name, leaky_ if name.endswith("_") else leaky)
+            yield
+        finally:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
+
+
+def torch_probe(module, slope=PROBE_SLOPE):
+    """A deep copy of `module` with every nn.ReLU swapped for nn.LeakyReLU(slope) ->
+    (copy, number swapped). The functional ReLUs are made leaky while torch_fn calls it
+    (probe="leaky"); the module itself is not changed."""
+    import torch.nn as nn
+    twin = copy.deepcopy(module)
+    swapped = 0
+    for parent in twin.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.ReLU:
+                setattr(parent, name, nn.LeakyReLU(slope, inplace=child.inplace))
+                swapped += 1
+    return twin, swapped
+
+
+def torch_fn(module, float64=True, inputs="signed", probe=None):
+    """A torch.nn.Module (images (N, C, H, W) as a tensor -> logits) as a NumPy function.
+
+    inputs: what the module is given (audit.INPUTS): "signed" floats in [-1, 1] (the
+    default: a module that starts with a convolution takes floats), "unit" floats in
+    [0, 1], or "int" (int64, e.g. for an nn.Embedding). Float images come in the
+    module's dtype, on its device. The module keeps its mode (train or eval: a module
+    audited in train mode is audited as it trains). float64=True converts its
+    parameters and buffers to float64 (module.double()) at the first call; when the
+    module then fails (e.g. it casts its input with .float()), it goes back to float32
+    and fn.dtype_note says why. probe="leaky" audits torch_probe(module) instead, its
+    functional ReLUs made leaky during each call (fn.probe_note says what changed)."""
     import torch
     state = {"try_double": bool(float64)}
+    relus = None
+    if probe == "leaky":
+        module, swapped = torch_probe(module)
+        relus = _LeakyRelus(PROBE_SLOPE)
+    elif probe is not None:
+        raise ValueError(f"unknown probe {probe!r}; expected 'leaky'")
 
     def call(images):
-        with torch.no_grad():
-            return to_array(module(torch.from_numpy(np.ascontiguousarray(images))))
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        dtype, device = _torch_dtype(module)
+        x = x.to(device=device, dtype=dtype if x.is_floating_point() else None)
+        if relus is not None:
+            relus.calls = 0
+        with torch.no_grad(), (relus.active() if relus else contextlib.nullcontext()):
+            out = to_array(module(x))
+        if relus is not None:
+            fn.probe_note = (f"a copy of the module with leaky ReLUs (slope {PROBE_SLOPE:g}): "
+                             f"{swapped} nn.ReLU module(s) swapped, {relus.calls} functional "
+                             f"relu call(s) per forward made leaky; clamp(min=0), ReLU6, "
+                             f"hardtanh and hand-written maximums are left as they are")
+        return out
 
     def fn(images):
         if state["try_double"]:
@@ -135,6 +230,9 @@ def torch_fn(module, float64=True):
         return call(images)
 
     fn.dtype_note = "the module's own dtype"
+    fn.inputs = inputs
+    if relus is not None:
+        fn.probe_note = f"a copy of the module with leaky ReLUs ({swapped} nn.ReLU swapped)"
     for attr in ("channels", "levels"):
         if hasattr(module, attr):
             setattr(fn, attr, getattr(module, attr))
@@ -142,8 +240,9 @@ def torch_fn(module, float64=True):
     return fn
 
 
-def checkpoint_fn(path, float64=True):
-    """The model of a minipixel checkpoint as an audit function (float64 copy by default).
+def checkpoint_fn(path, float64=True, leaky=False):
+    """The model of a minipixel checkpoint as an audit function (float64 copy by default;
+    leaky: its probe, causality.probe_model).
 
     A Multi-Scale checkpoint is audited as its conditional network with the small image
     held fixed (a seeded random one per image size, ``MultiScalePixelRNN.given_small``):
@@ -160,7 +259,7 @@ def checkpoint_fn(path, float64=True):
                                for k, v in ckpt.model_state.items()})
     if model.name == "multiscale":
         model = model.given_small()
-    return model_fn(model)
+    return model_fn(model, leaky)
 
 
 def tiny(model="pixelcnn", channels=3, levels=16, h=4, layers=2, out_hidden=8, seed=0,

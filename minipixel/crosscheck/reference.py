@@ -338,39 +338,95 @@ def model_from_reference(ref, dtype=None):
 
 
 # ---- command line ----------------------------------------------------------------
+REFERENCE_FLAGS = (     # the integer flags of `minipixel reference`: default, meaning
+    ("--levels", 2, "values per sub-pixel V; 2 is binary with one Bernoulli logit, more a "
+                    "V-way softmax"),
+    ("--h", 4, "hidden units h: layers carry 2h maps, LSTMs h units"),
+    ("--layers", 2, "PixelCNN blocks or LSTM layers after the first 7x7 mask-A conv"),
+    ("--out-hidden", 8, "maps F of the head's 1x1 convs"),
+    ("--seed", 0, "parameter-initialisation seed"),
+    ("--image-seed", 0, "seed of the random images"),
+    ("--batch", 2, "images N in the file"),
+    ("--height", 5, "image height"),
+    ("--width", 6, "image width"),
+)
+
+
 def reference_main(argv=None):
     """minipixel reference OUT.npz --model M [--channels C --levels V --h H --layers L
     --out-hidden F --seed S --image-seed S --batch N --height H --width W --dtype D]"""
     import argparse
-    ap = argparse.ArgumentParser(prog="minipixel reference",
-                                 description="Write a reference file (format: minipixel/crosscheck/reference.py).")
-    ap.add_argument("out", help="the .npz to write (atomically)")
-    ap.add_argument("--model", required=True, choices=sorted(MODELS))
-    ap.add_argument("--channels", type=int, default=1, choices=(1, 3))
-    ap.add_argument("--levels", type=int, default=2)
-    ap.add_argument("--h", type=int, default=4)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--out-hidden", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0, help="parameter-init seed")
-    ap.add_argument("--image-seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--height", type=int, default=5)
-    ap.add_argument("--width", type=int, default=6)
-    ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    import sys
+    import textwrap
+    from ..argtypes import OneLineParser
+    ap = OneLineParser(
+        prog="minipixel reference", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Write a reference file: one .npz that fixes a minipixel model (its config, "
+            "and its parameters from --seed), N random images (from --image-seed), and "
+            "everything the model computes on them: every layer's output, the logits, the "
+            "NLL and the gradient of every parameter. Another implementation loads the "
+            "parameters and images, writes its own outputs under the same keys, and "
+            "`minipixel compare` names the first array where the two disagree. The "
+            "format: the docstring of minipixel/crosscheck/reference.py; porting another "
+            "layout onto it, and what the format cannot hold: docs/porting.md.", 79),
+        epilog="example:\n  minipixel reference ref.npz --model diagonal --channels 3 "
+               "--levels 256\n  minipixel compare ref.npz theirs.npz")
+    ap.add_argument("out", help="the .npz to write (atomically: an old file is replaced "
+                                "only once the new one is complete)")
+    ap.add_argument("--model", required=True, choices=sorted(MODELS),
+                    help="which of minipixel's models (required)")
+    ap.add_argument("--channels", type=int, default=1, choices=(1, 3),
+                    help="colours: 1 grey or binary, 3 RGB (default %(default)s)")
+    for flag, default, meaning in REFERENCE_FLAGS:
+        ap.add_argument(flag, type=int, default=default,
+                        help=f"{meaning} (default %(default)s)")
+    ap.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                    help="the dtype of every float array; compare passes at 1e-9 relative "
+                         "in float64, 1e-4 in float32 (default %(default)s)")
     ap.add_argument("--kind", default="diagonal", choices=("pixelcnn", "rowlstm", "diagonal"),
-                    help="--model multiscale: the kind of its two networks")
-    ap.add_argument("--factor", type=int, default=2, help="--model multiscale: subsampling factor")
+                    help="--model multiscale: the kind of its two networks (default %(default)s)")
+    ap.add_argument("--factor", type=int, default=2,
+                    help="--model multiscale: the small image is every factor-th pixel "
+                         "(default %(default)s)")
     ap.add_argument("--condition-maps", type=int, default=3,
-                    help="--model multiscale: maps of the conditioning")
+                    help="--model multiscale: maps of the upsampled small image "
+                         "(default %(default)s)")
     a = ap.parse_args(argv)
     config = dict(model=a.model, channels=a.channels, levels=a.levels, h=a.h, layers=a.layers,
                   out_hidden=a.out_hidden, seed=a.seed, dtype=a.dtype)
     if a.model == "multiscale":
         config.update(kind=a.kind, factor=a.factor, condition_maps=a.condition_maps)
     try:
-        write_reference(a.out, config, a.image_seed, a.batch, a.height, a.width)
+        arrays = write_reference(a.out, config, a.image_seed, a.batch, a.height, a.width)
     except (ValueError, OSError) as e:
-        print(f"minipixel reference: {e}", file=__import__("sys").stderr)
+        print(f"minipixel reference: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {a.out}")
+    print(summary_line(a.out, arrays))
     return 0
+
+
+def summary_line(path, arrays):
+    """'wrote ref.npz: pixelcnn, ...': what a reference file fixed, in one line."""
+    cfg = json.loads(str(arrays["config"]))
+    count = {"param": 0, "mask": 0, "grad": 0, "layer output": 0}
+    for key in arrays:
+        head = key.partition("/")[0]
+        if head in ("param", "mask", "grad"):
+            count[head] += 1
+        elif (key[len("small/"):] if head == "small" else key).partition("/")[0] in \
+                ("layer", "hidden", "skip", "out_hidden", "upsampler", "condition"):
+            count["layer output"] += 1
+    model = cfg["model"] if cfg["model"] != "multiscale" else (
+        f"multiscale ({cfg['kind']} pair, factor {cfg['factor']}, {cfg['condition_maps']} "
+        f"conditioning maps)")
+    colours = "grey" if cfg["channels"] == 1 else "RGB"
+    values = "binary (one Bernoulli logit)" if cfg["levels"] == 2 else \
+        f"{cfg['levels']} levels (softmax)"
+    return (f"wrote {path}: {model}, {colours}, {values}, h={cfg['h']}, "
+            f"{cfg['layers']} layer(s), out_hidden {cfg['out_hidden']}, parameter seed "
+            f"{cfg['seed']}; {cfg['batch']} image(s) {cfg['height']}x{cfg['width']} (image "
+            f"seed {cfg['image_seed']}); {cfg['dtype']}; {len(arrays)} arrays: the config, "
+            f"the images, {count['param']} parameters, {count['mask']} masks, "
+            f"{count['grad']} gradients, {count['layer output']} layer outputs, the logits "
+            f"and the NLL")

@@ -10,6 +10,9 @@ of the calls) and the thresholds; everything else is worked out from those:
 
     dep        change > threshold               (an output moved with an input)
     leak       dep outside the causal context   (causality.context_map)
+    own pixel  the earlier colours of an output's own pixel that it never moved with
+               (the colour order: G should see its R, B its R and G), reported apart
+               from every other gap: a second mask-A layer hides them
     coupled    coupling > coupling_threshold    (the other images of a call moved it)
     position   the base's change when it moved from first to last in its call, the
                same images around it; in the per-image design it is the noise floor,
@@ -25,9 +28,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..causality import context_map
-from .fields import expected_field, pixelcnn_blind_spot
+from .fields import blind_spot, expected_field, field_name
 
 COLOUR = "RGB"
+LABEL_INK = (70, 70, 70)  # the map's labels: not black, which is the leaks' colour
+LOW_COVERAGE = 0.9        # without --expect, a PASS under this coverage says so
+
+# The usual cause of each leak pattern (report.patterns), printed beside it.
+CAUSES = {
+    "the same sub-pixel": "a first layer with mask B, or mask A's centre kept",
+    "later colours of the same pixel":
+        "colour groups that differ between layers (contiguous in one, interleaved in "
+        "another), or a mask that ignores them (one over all 4h gate maps at once, a "
+        "centre tap left unmasked)",
+    "pixels to the right on the same row":
+        "a kernel not masked right of its centre, a flipped kernel (a true convolution) "
+        "under a cross-correlation mask, or a horizontal stack or state padded on the "
+        "wrong side",
+    "rows below":
+        "kernel rows below the centre kept, a vertical stack that reaches the horizontal "
+        "one unshifted (its current row), a 2x1 state convolution padded at the bottom, "
+        "or the right-to-left LSTM not shifted down a row",
+}
+OWN_PIXEL_CAUSE = ("usually a second mask-A layer (mask A after the first layer), colour "
+                   "groups that differ between layers, or a mask that drops the centre tap; "
+                   "or a dead path: --probe leaky tells")
 
 
 def colour_name(k, C):
@@ -83,6 +108,12 @@ class AuditReport:
     #                           a call of the same images; None when not checked (batch 1)
     coupling_threshold: float = None   # what coupling is judged against (None: threshold)
     rounding: float = None    # the largest position change rounding explains (absolute)
+    kernels: tuple = None     # the maskb field's kernel sizes (first, others)
+    design_note: str = ""     # the auto design: which design it kept, and why
+    inputs: str = "int"       # what the function was given (audit.INPUTS)
+    probe_note: str = ""      # a probe copy (leaky ReLUs): what was changed
+    seconds: float = 0.0      # wall time of the audit
+    probe: object = None      # the AuditReport of the function's probe copy (--probe both)
 
     # ---- what was found ------------------------------------------------------------
     @property
@@ -144,9 +175,77 @@ class AuditReport:
         return not self.dep.any() and bool(self.allowed.any())
 
     @property
+    def probe_leaks(self):
+        """Leaks the probe copy shows that this function does not (structural wires to
+        the future that dead units hide on these bases)."""
+        if self.probe is None:
+            return np.zeros(self.change.shape, bool)
+        return self.probe.leak_map & ~self.leak_map
+
+    @property
     def passed(self):
         return (self.images > 0 and not self.saw_nothing and not self.leak_map.any()
-                and not self.coupled and not self.position_unexplained)
+                and not self.coupled and not self.position_unexplained
+                and (self.probe is None or self.probe.passed))
+
+    @property
+    def own_pixel(self):
+        """(C, H, W, C, H, W): the earlier colours of each output's own pixel."""
+        C, H, W = self.shape
+        k = np.arange(C)
+        same = np.zeros(self.change.shape, bool)
+        for r in range(H):
+            for c in range(W):
+                same[:, r, c, :, r, c] = k[None] < k[:, None]
+        return same
+
+    @property
+    def own_pixel_missing(self):
+        """Own-pixel context pairs (earlier colours of the pixel) the function never moved
+        with (for an expected field: those that field reaches)."""
+        miss = self.own_pixel & ~self.dep
+        return miss & self.expected if self.expect else miss
+
+    def own_pixel_summary(self):
+        """[(colour k, earlier colour k', pixels missing it, pixels)]."""
+        C, H, W = self.shape
+        miss = self.own_pixel_missing
+        out = []
+        for k in range(C):
+            for k2 in range(k):
+                n = int(sum(miss[k, r, c, k2, r, c] for r in range(H) for c in range(W)))
+                if n:
+                    out.append((k, k2, n, H * W))
+        return out
+
+    @property
+    def low_coverage(self):
+        """A reason the coverage is low, or None: with an expected field, pairs it reaches
+        that this function does not; else coverage under LOW_COVERAGE; or own-pixel gaps."""
+        if self.expect:
+            n = int((self.expected & ~self.dep).sum())
+            if n:
+                return f"{n} pairs that {self.expected_name} reaches are not reached"
+            return None
+        if self.total_coverage < LOW_COVERAGE:
+            return f"under {100 * LOW_COVERAGE:.0f}%"
+        if self.own_pixel_summary():
+            return "colours inside their own pixel are not reached"
+        return None
+
+    def coverage_advice(self):
+        """What to run to tell a real gap from one the audit's settings make."""
+        tips = []
+        if self.dtype and self.dtype != "float64" and self.faint(True)[0]:
+            tips.append(f"{self.dtype} rounding hides faint dependencies (counted as not "
+                        f"reached): run in float64 (without --native-dtype) or with --tol 0")
+        if self.probe is None and not self.probe_note:
+            tips.append("--probe leaky (a copy with leaky ReLUs) or more --bases tell dead "
+                        "paths from missing wires")
+        if not self.expect:
+            tips.append("--expect KIND compares with the field the architecture should have "
+                        "(a blind spot is not a gap)")
+        return "; ".join(tips)
 
     @property
     def coverage(self):
@@ -225,22 +324,29 @@ class AuditReport:
         """The expected model's field (C, H, W, C, H, W), or None."""
         if self.expect is None:
             return None
-        return expected_field(self.expect, *self.shape, self.layers)
+        return expected_field(self.expect, *self.shape, self.layers, self.kernels)
+
+    @property
+    def expected_name(self):
+        return field_name(self.expect, self.layers, self.kernels) if self.expect else None
 
     def expect_lines(self, max_lines):
         C, H, W = self.shape
         paper, dep, allowed = self.expected, self.dep, self.allowed
-        name = f"the paper's {self.expect}"
-        if self.layers and self.expect != "diagonal":
-            name += f" ({self.layers} layer{'s' if self.layers > 1 else ''})"
+        name = self.expected_name
         lines = [f"compared with {name}: it reaches {int(paper.sum())} of {int(allowed.sum())} "
                  f"context pairs; this function reaches {int((dep & allowed).sum())}"]
-        if self.expect == "pixelcnn":
-            spot = pixelcnn_blind_spot(C, H, W)
+        spot = blind_spot(self.expect, C, H, W, self.kernels)
+        if spot is not None:
             lines.append(f"  the blind spot (context right of the field's 45-degree edge): "
                          f"{int(spot.sum())} pairs; this function reaches "
                          f"{int((spot & dep).sum())} of them")
-        only_paper, extra = paper & ~dep, dep & allowed & ~paper
+        own = self.own_pixel
+        n_own = int((paper & ~dep & own).sum())
+        if n_own:
+            lines.append(f"  {name} reaches {n_own} own-pixel pairs that this function does "
+                         f"not: see INSIDE ITS OWN PIXEL")
+        only_paper, extra = paper & ~dep & ~own, dep & allowed & ~paper
         for what, sel, verb in ((f"{name} reaches", only_paper, "misses"),
                                 ("this function reaches", extra, "also reaches")):
             n = int(sel.sum())
@@ -249,31 +355,79 @@ class AuditReport:
             per_out = sel.reshape(C, H, W, -1).sum(-1)
             outs = int((per_out > 0).sum())
             other = "this function does not" if sel is only_paper else f"{name} does not"
-            lines.append(f"  {what} {n} pairs that {other}, in {outs} of {C * H * W} outputs; "
-                         f"largest at:")
+            what_pairs = "pairs outside the output's own pixel" if sel is only_paper \
+                else "pairs"
+            lines.append(f"  {what} {n} {what_pairs} that {other}, in {outs} of {C * H * W} "
+                         f"outputs; largest at:")
             order = np.argsort(-per_out.transpose(1, 2, 0), axis=None, kind="stable")
             for flat in order[:max(1, min(3, max_lines))]:
                 r, c, k = np.unravel_index(flat, (H, W, C))
                 if per_out[k, r, c]:
                     lines.append(f"    output {where(k, r, c, C)} {verb} "
                                  f"{describe_inputs(sel[k, r, c])}")
-        if len(lines) == 1 + (self.expect == "pixelcnn"):
+        if len(lines) == 1 + (spot is not None):
             lines.append(f"  same field as {name}: every output reaches exactly its pixels")
+        return lines
+
+    def own_pixel_lines(self):
+        summary = self.own_pixel_summary()
+        if not summary:
+            return []
+        C = self.shape[0]
+        parts = [f"{colour_name(k, C)} never moved with its own pixel's {colour_name(k2, C)} "
+                 f"in {n} of {total} pixels" for k, k2, n, total in summary]
+        return [f"INSIDE ITS OWN PIXEL (the colour order: each colour should see the earlier "
+                f"colours of its pixel): {'; '.join(parts)}. Not a leak; "
+                f"{OWN_PIXEL_CAUSE}"]
+
+    def probe_lines(self):
+        """--probe both: the plain function's gaps, split by what its leaky copy reaches."""
+        if self.probe is None:
+            return []
+        p, allowed = self.probe, self.allowed
+        gaps = allowed & ~self.dep
+        dead, wires = gaps & p.dep, gaps & ~p.dep
+        lines = [f"probe ({p.probe_note or 'a copy with leaky ReLUs'}): coverage "
+                 f"{100 * p.total_coverage:.1f}% against {100 * self.total_coverage:.1f}% here; "
+                 f"of the {int(gaps.sum())} context pairs not reached here, {int(dead.sum())} "
+                 f"are dead paths (the copy reaches them) and {int(wires.sum())} missing "
+                 f"wires (the copy does not either)"]
+        C, H, W = self.shape
+        for what, sel in (("dead paths", dead), ("missing wires", wires)):
+            per_out = sel.reshape(C, H, W, -1).sum(-1)
+            if per_out.any():
+                r, c, k = np.unravel_index(np.argmax(per_out.transpose(1, 2, 0)), (H, W, C))
+                lines.append(f"  most {what} at output {where(k, r, c, C)}: "
+                             f"{describe_inputs(sel[k, r, c])}")
+        extra = self.probe_leaks
+        if extra.any():
+            lines.append(f"  PROBE LEAKS: the copy with leaky ReLUs leaks on {int(extra.sum())} "
+                         f"pairs this function does not show: wires to the future that dead "
+                         f"units hide on these bases (largest at output "
+                         f"{where(*p.largest_leaks[0][0], C)} <- input "
+                         f"{where(*p.largest_leaks[0][1], C)})")
+        elif p.leak_map.any():
+            lines.append("  the copy leaks where this function does")
         return lines
 
     # ---- text ------------------------------------------------------------------------
     def format(self, max_lines=20):
         C, H, W = self.shape
         P = C * H * W
+        seconds = f", {self.seconds:.1f} s" if self.seconds else ""
         lines = [f"causality audit: {C} colour(s), {H}x{W}, {self.levels} levels, {self.bases} "
                  f"base image(s); {self.design} design, {self.images} images in {self.calls} "
-                 f"call(s) of at most {self.batch}",
+                 f"call(s) of {self.batch}{seconds}; inputs {self.inputs}",
                  f"  logits came in {self.dtype}" + (f" ({self.dtype_note})" if self.dtype_note
                                                      else self._dtype_hint())
                  + f"; a logit moved when it changed by more than {self.threshold:.3g} "
                    f"(max |logit| {self.scale:.3g})"
                  + (f"; batch coupling when by more than {self.coupling_limit:.3g}"
                     if self.coupling_limit != self.threshold else "")]
+        if self.design_note:
+            lines.append(f"  {self.design_note}")
+        if self.probe_note:
+            lines.append(f"  probe: {self.probe_note}")
         if self.noise_floor or self.nondeterminism:
             lines.append(f"  noise: base copies in one call differ by {self.noise_floor:.3g}, "
                          f"two evaluations of one call by {self.nondeterminism:.3g}; the "
@@ -300,16 +454,25 @@ class AuditReport:
         if self.nonfinite:
             lines.append(f"  {self.nonfinite} perturbed image(s) gave non-finite logits "
                          f"(counted as moved)")
+        lines += self.own_pixel_lines()
         if self.expect:
             lines += self.expect_lines(max_lines)
+        lines += self.probe_lines()
         faint_out, faint_size = self.faint(False)
-        if self.passed and faint_out:
-            lines.append(f"result: PASS at threshold {self.threshold:.3g}, but {faint_out} "
-                         f"pair(s) outside the context moved by less (largest {faint_size:.3g} "
-                         f"relative): rerun with --tol 0 or in float64 to tell rounding from "
-                         f"a small leak")
-        elif self.passed:
-            lines.append("result: PASS")
+        if self.passed:
+            verdict = "result: PASS"
+            if faint_out:
+                verdict += (f" at threshold {self.threshold:.3g}, but {faint_out} pair(s) "
+                            f"outside the context moved by less (largest {faint_size:.3g} "
+                            f"relative): rerun with --tol 0 or in float64 to tell rounding "
+                            f"from a small leak;")
+            low = self.low_coverage
+            verdict += f"{'' if faint_out else ';'} coverage {100 * self.total_coverage:.1f}% " \
+                       f"of the causal context"
+            if low:
+                advice = self.coverage_advice()
+                verdict += f", LOW ({low})" + (f": {advice}" if advice else "")
+            lines.append(verdict)
         else:
             n = len(self.leaks)
             why = [f"{n} leak{'s' if n > 1 else ''}"] if n else []
@@ -318,6 +481,8 @@ class AuditReport:
                     "audit this function"] if self.position_unexplained else []
             why += ["no output moved with any input: nothing was tested; does the function "
                     "use its input?"] if self.saw_nothing else []
+            why += ["its copy with leaky ReLUs leaks (see PROBE LEAKS)"] \
+                if self.probe is not None and not self.probe.passed else []
             lines.append(f"result: FAIL ({', '.join(why)})")
         return "\n".join(lines)
 
@@ -355,7 +520,10 @@ class AuditReport:
             return [f"POSITION IN THE CALL: {moved}, more than rounding explains "
                     f"({self.rounding:.3g}); the per-image design takes this as its noise "
                     f"floor and would not see a leak under 4 times it: audit in the "
-                    f"isolated design (the default)"]
+                    f"isolated design (--design isolated; the default, auto, does so itself)"]
+        if self.design == "per-image" and not size:
+            return ["position in the call: the base's copies in each call agree exactly (no "
+                    "noise floor)"]
         if self.design == "per-image":
             return [f"{what}: rounding, the per-image design's noise floor"]
         if size:
@@ -389,7 +557,8 @@ class AuditReport:
         for name, pairs, n_out, size, everywhere in self.patterns():
             every = ("every output sees" if everywhere else
                      f"{n_out} output{' sees' if n_out == 1 else 's see'}")
-            lines.append(f"  pattern: {every} {name} ({pairs} pairs, largest {size:.3g})")
+            lines.append(f"  pattern: {every} {name} ({pairs} pairs, largest {size:.3g}): "
+                         f"usually {CAUSES[name]}")
         return lines
 
     def show(self, k, r, c):
@@ -428,20 +597,24 @@ class AuditReport:
                 "typical_change": self.typical_change, "threshold": self.threshold,
                 "scale": self.scale, "dtype": self.dtype, "noise_floor": self.noise_floor,
                 "faint_inside": self.faint(True)[0], "faint_outside": self.faint(False)[0],
-                "calls": self.calls, "images": self.images, "shape": list(self.shape)}
+                "calls": self.calls, "images": self.images, "shape": list(self.shape),
+                "batch": self.batch, "design_note": self.design_note, "inputs": self.inputs,
+                "seconds": self.seconds,
+                "own_pixel_missing": [[k, k2, n] for k, k2, n, _ in self.own_pixel_summary()],
+                "low_coverage": self.low_coverage,
+                "probe": None if self.probe is None else {
+                    "passed": self.probe.passed, "coverage": self.probe.total_coverage,
+                    "leaks": [[list(o), list(i), v] for o, i, v in self.probe.largest_leaks]}}
 
     # ---- the map -------------------------------------------------------------------
-    def map_image(self, cell=3):
-        """RGB uint8 map, legend below: one tile per output sub-pixel, output rows (and
-        colours within a row) down and output columns across. A tile shows the H x W
-        input image, each pixel C cells wide (its colours left to right), in the colours
-        of figures.FIELD_COLOURS (the receptive-field figure's)."""
-        from ..figures import FIELD_COLOURS, field_codes, with_legend
+    def _map_grid(self, cell):
+        """The map's tiles, unlabelled: (H*C) x W tiles of H x (W*C) cells, 1-pixel frames."""
+        from ..figures import FIELD_COLOURS, field_codes
         C, H, W = self.shape
         palette = np.array([FIELD_COLOURS[name] for name in FIELD_COLOURS], np.uint8)
         th, tw = H * cell, W * C * cell
-        img = np.empty(((th + 1) * H * C + 1, (tw + 1) * W + 1, 3), np.uint8)
-        img[:] = 140
+        grid = np.empty(((th + 1) * H * C + 1, (tw + 1) * W + 1, 3), np.uint8)
+        grid[:] = 140
         codes = field_codes(self.allowed, self.dep)                  # (C, H, W, C, H, W)
         for r in range(H):
             for k in range(C):
@@ -452,8 +625,53 @@ class AuditReport:
                     tile = palette[code.transpose(1, 2, 0)]         # (H, W, C, 3)
                     tile = tile.reshape(H, W * C, 3).repeat(cell, 0).repeat(cell, 1)
                     y, x = 1 + (r * C + k) * (th + 1), 1 + c * (tw + 1)
-                    img[y:y + th, x:x + tw] = tile
+                    grid[y:y + th, x:x + tw] = tile
+        return grid
+
+    def _row_label(self, r, k):
+        C = self.shape[0]
+        return f"r{r}" + (f" {colour_name(k, C)}" if C > 1 else "")
+
+    def _map_margins(self):
+        """(top, left): the rows of the caption and column labels, the columns of the row
+        labels, before the grid of map_image."""
+        from ..font import text_size
+        C, H = self.shape[:2]
+        return 2 * (text_size("Ag")[0] + 4), text_size(self._row_label(H - 1, C - 1))[1] + 6
+
+    def map_image(self, cell=3):
+        """RGB uint8 map, labelled, legend below: one tile per output sub-pixel, output
+        rows (and colours within a row) down and output columns across, each labelled
+        (r0 .. and R, G, B at the left, c0 .. on top). A tile shows the H x W input
+        image, each pixel C cells wide (its colours left to right), in the colours of
+        figures.FIELD_COLOURS (the receptive-field figure's)."""
+        from ..figures import LEGEND_BG, with_legend
+        from ..font import draw_text, text_size
+        C, H, W = self.shape
+        th, tw = H * cell, W * C * cell
+        grid = self._map_grid(cell)
+        caption = "output row r (down), column c (across); a tile: that output's inputs"
+        text_h = text_size("Ag")[0]
+        top, left = self._map_margins()
+        img = np.full((grid.shape[0] + top, max(grid.shape[1] + left,
+                                                text_size(caption)[1] + 4), 3),
+                      LEGEND_BG, np.uint8)
+        img[top:, left:left + grid.shape[1]] = grid
+        draw_text(img, caption, 2, 2, LABEL_INK)
+        for c in range(W):
+            label = f"c{c}"
+            x = left + 1 + c * (tw + 1) + max((tw - text_size(label)[1]) // 2, 0)
+            draw_text(img, label, x, text_h + 6, LABEL_INK)
+        for r in range(H):
+            for k in range(C):
+                y = top + 1 + (r * C + k) * (th + 1) + max((th - text_h) // 2, 0)
+                draw_text(img, self._row_label(r, k), 2, y, LABEL_INK)
         return with_legend(img)
+
+    def map_origin(self):
+        """(row, column) of the first tile's top-left cell in map_image."""
+        top, left = self._map_margins()
+        return top + 1, left + 1
 
     def write_png(self, path, cell=3):
         from ..png import write_png          # the project's dependency-free PNG writer
