@@ -4,7 +4,9 @@ Targets:
     package.module:FACTORY      imported as installed; the current directory is searched
                                 last, so it never shadows an installed module
     path/to/file.py:FACTORY     loaded from the file; modules next to it can be imported
-    path/to/checkpoint.npz      a minipixel checkpoint's model (in float64 unless --native-dtype)
+    path/to/checkpoint.npz      a minipixel checkpoint's model (in float64 unless --native-dtype);
+                                a multi-scale one's conditional network, its small image
+                                held fixed (docs/multiscale.md)
 FACTORY(**kwargs) returns a function (NumPy images -> logits; int64 unless --input says
 otherwise) or a torch.nn.Module (given float images in [-1, 1] unless --input says
 otherwise, kept in its train/eval mode, converted to float64 when it allows unless
