@@ -28,6 +28,7 @@ from ..distributed import DEFAULT_TIMEOUT, process_group
 from ..io import remove_stale_temporaries
 from ..argtypes import NON_NEGATIVE, POSITIVE, SEED, number
 from ..models import MODELS, PRESETS, build
+from ..models.multiscale import DEFAULTS as MULTISCALE, KINDS as MULTISCALE_KINDS
 from ..nn import DEFAULT_LR, OPTIMIZERS
 from ..runlock import RunLock
 from ..training import Trainer
@@ -75,13 +76,15 @@ def add_parser(sub):
                    help=f"number of LSTM layers / residual blocks (default {MAIN_JOB['layers']})")
     m.add_argument("--out-hidden", type=POSITIVE, default=None,
                    help=f"maps of the output 1x1 convs (default {MAIN_JOB['out_hidden']})")
-    m.add_argument("--kind", choices=("pixelcnn", "rowlstm", "diagonal"), default=None,
+    m.add_argument("--kind", choices=tuple(MULTISCALE_KINDS), default=None,
                    help="multiscale: the kind of its small and conditional networks "
-                        "(default diagonal)")
+                        f"(default {MULTISCALE['kind']})")
     m.add_argument("--factor", type=POSITIVE, default=None,
-                   help="multiscale: the small image is every factor-th pixel (default 2)")
+                   help=f"multiscale: the small image is every factor-th pixel "
+                        f"(default {MULTISCALE['factor']})")
     m.add_argument("--condition-maps", type=POSITIVE, default=None,
-                   help="multiscale: maps of the upsampled small image (default 16)")
+                   help=f"multiscale: maps of the upsampled small image "
+                        f"(default {MULTISCALE['condition_maps']})")
     m.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="parameter and compute precision (default float32)")
     g = add_dataset(p, default_help="binary, or what --preset implies")
@@ -149,7 +152,7 @@ def _model_settings(args):
         raise CLIError(f"{flags} set(s) a multiscale model, not {config['model']}; "
                        f"use: minipixel train multiscale {flags} ...")
     if config["model"] == "multiscale":
-        config = {"kind": "diagonal", "factor": 2, "condition_maps": 16, **config, **multiscale}
+        config = {**MULTISCALE, **config, **multiscale}
     return config
 
 

@@ -121,6 +121,7 @@ from ..backend import to_numpy
 from ..io import NpzError, atomic_savez_compressed, load_npz, loads_json
 from ..layers import MaskedConv2d
 from ..models import MODELS, build
+from ..models.multiscale import KINDS as MULTISCALE_KINDS
 
 FORMAT, VERSION = "minipixel-reference", 1
 MODEL_KEYS = ("model", "channels", "levels", "h", "layers", "out_hidden", "seed", "dtype")
@@ -384,7 +385,7 @@ def reference_main(argv=None):
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                     help="the dtype of every float array; compare passes at 1e-9 relative "
                          "in float64, 1e-4 in float32 (default %(default)s)")
-    ap.add_argument("--kind", default="diagonal", choices=("pixelcnn", "rowlstm", "diagonal"),
+    ap.add_argument("--kind", default="diagonal", choices=tuple(MULTISCALE_KINDS),
                     help="--model multiscale: the kind of its two networks (default %(default)s)")
     ap.add_argument("--factor", type=int, default=2,
                     help="--model multiscale: the small image is every factor-th pixel "

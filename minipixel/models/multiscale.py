@@ -17,7 +17,7 @@ pixels (the rows and columns k r, all colours),
 Both networks train on this one objective, jointly (they share no parameter, so one
 step of the sum is one step of each). p sums to one over all images: for each s the
 conditional factors are normalised over the pixels they predict, in raster order
-(reference_tests/test_likelihood_sums_to_one.py).
+(proved by enumeration in reference_tests/test_multiscale.py).
 
 Sampling runs the two in order (minipixel/sampling/): s from the small network, then
 x from the conditional one with the pixels of G copied from s, cond computed once.
@@ -35,21 +35,23 @@ from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTM
 
 KINDS = {cls.name: cls for cls in (PixelCNN, RowLSTM, DiagonalBiLSTM)}
+# the settings of its own, by default (the command line fills them from here too)
+DEFAULTS = dict(kind="diagonal", factor=2, condition_maps=16)
 
 
 class MultiScalePixelRNN(Module):
     name = "multiscale"
 
-    def __init__(self, kind="diagonal", factor=2, condition_maps=16, channels=1, levels=2,
+    def __init__(self, kind=DEFAULTS["kind"], factor=DEFAULTS["factor"],
+                 condition_maps=DEFAULTS["condition_maps"], channels=1, levels=2,
                  h=16, layers=7, out_hidden=32, seed=0, dtype=np.float32, fast=True,
                  relu_slope=0.0):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-        for key, value in (("factor", factor), ("condition_maps", condition_maps)):
-            if not is_whole(value, low=None) or value < (2 if key == "factor" else 1):
-                raise ValueError(f"{key} must be a whole number >= {2 if key == 'factor' else 1}, "
-                                 f"got {value!r}")
+        for key, value, low in (("factor", factor, 2), ("condition_maps", condition_maps, 1)):
+            if not is_whole(value, low):
+                raise ValueError(f"{key} must be a whole number >= {low}, got {value!r}")
         net = dict(channels=channels, levels=levels, h=h, layers=layers, out_hidden=out_hidden,
                    dtype=dtype, fast=fast, relu_slope=relu_slope)
         self.small = KINDS[kind](seed=seed, **net)
